@@ -1,0 +1,89 @@
+/**
+ * The Broker carries messages between gateways. Two engines implement it side by side:
+ * `memory-broker.ts` (one process, the embedded default) and `amqp-broker.ts` (RabbitMQ).
+ *
+ * Two exchanges exist, so that plain STOMP clients can never bind into chat traffic:
+ * - `chat`:  room and user events, routing keys `rooms.{roomId}`, `users.{userId}`;
+ * - `relay`: plain `/topic/{name}` destinations (RabbitMQ's `amq.topic`).
+ * Topic routing keys follow AMQP topic rules: `*` one word, `#` zero or more words.
+ */
+
+export type Exchange = 'chat' | 'relay';
+
+export interface BrokerMessage {
+  /** STOMP headers to carry to subscribers (event-type, sender-session, sender-seq, content-type, user headers...). */
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+export interface Delivery {
+  message: BrokerMessage;
+  exchange: Exchange | 'queue';
+  /** Routing key for topic deliveries; the queue name for queue deliveries. */
+  routingKey: string;
+  /** True when the broker has handed this message out before (after a NACK, a lost channel, a cancelled consumer). */
+  redelivered: boolean;
+  /** Settle once every local receiver is settled. Calling ack or nack twice is a no-op. */
+  ack(): void;
+  nack(requeue?: boolean): void;
+}
+
+export type DeliveryHandler = (delivery: Delivery) => void;
+
+/** One competing consumer on a named queue (a `/queue/{name}` subscription). */
+export interface QueueConsumer {
+  /** Stop consuming; unsettled deliveries go back to the queue, flagged redelivered. */
+  cancel(): Promise<void>;
+}
+
+export type BrokerHealth = 'up' | 'down';
+
+export interface Broker {
+  /** Connect and start consuming this gateway's own topic queue into `onTopicDelivery`. */
+  start(onTopicDelivery: DeliveryHandler): Promise<void>;
+
+  /** Publish to a topic exchange; resolves once the broker confirmed it, rejects with BrokerUnavailableError otherwise. */
+  publish(exchange: Exchange, routingKey: string, message: BrokerMessage): Promise<void>;
+
+  /**
+   * Route `pattern` on `exchange` to this gateway's topic queue. The caller counts local
+   * subscribers and binds on the first and unbinds after the last; the engine remembers
+   * bindings and restores them after a reconnect.
+   */
+  bind(exchange: Exchange, pattern: string): Promise<void>;
+  unbind(exchange: Exchange, pattern: string): Promise<void>;
+
+  /** Send to a named queue (declared durable on first use); resolves once confirmed. */
+  sendToQueue(queue: string, message: BrokerMessage): Promise<void>;
+
+  /** Consume a named queue, competing with other consumers, at most `prefetch` unsettled at a time. */
+  consume(queue: string, prefetch: number, handler: DeliveryHandler): Promise<QueueConsumer>;
+
+  health(): BrokerHealth;
+  /** Called on every change of health; returns an unsubscribe function. */
+  onHealth(listener: (health: BrokerHealth) => void): () => void;
+
+  /** Stop consuming, let nothing new in, close connections. Unsettled deliveries are returned to the broker. */
+  close(): Promise<void>;
+}
+
+export class BrokerUnavailableError extends Error {
+  readonly code = 'BROKER_UNAVAILABLE';
+  constructor(message = 'message broker is unavailable') {
+    super(message);
+    this.name = 'BrokerUnavailableError';
+  }
+}
+
+/** AMQP topic matching: `*` matches exactly one word, `#` zero or more. Words are split on `.`. */
+export function topicMatches(pattern: string, routingKey: string): boolean {
+  const p = pattern.split('.');
+  const k = routingKey.split('.');
+  const match = (i: number, j: number): boolean => {
+    if (i === p.length) return j === k.length;
+    if (p[i] === '#') return match(i + 1, j) || (j < k.length && match(i, j + 1));
+    if (j === k.length) return false;
+    return (p[i] === '*' || p[i] === k[j]) && match(i + 1, j + 1);
+  };
+  return match(0, 0);
+}

@@ -1,0 +1,53 @@
+import { z } from 'zod';
+
+/** Every setting the gateway reads, validated once at start. README's configuration table mirrors this. */
+const Env = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HOST: z.string().default('0.0.0.0'),
+  DATA_DIR: z.string().default('./data'),
+  /** PostgreSQL URL; unset means the embedded PGlite database under DATA_DIR. */
+  DATABASE_URL: z.string().url().optional(),
+  /** AMQP URL of RabbitMQ; unset means the in-process broker. */
+  BROKER_URL: z.string().url().optional(),
+  /** Redis URL for delivery history; unset means in-process history. */
+  REDIS_URL: z.string().url().optional(),
+  /** HS256 secret; unset means one generated and kept under DATA_DIR. */
+  JWT_SECRET: z.string().min(32).optional(),
+  ACCESS_TOKEN_TTL_S: z.coerce.number().int().positive().default(900),
+  REFRESH_TOKEN_TTL_S: z.coerce.number().int().positive().default(30 * 24 * 3600),
+  /** After an access token expires mid-session, how long the client has to send /app/auth.refresh. */
+  TOKEN_GRACE_S: z.coerce.number().int().nonnegative().default(60),
+  GATEWAY_ID: z.string().min(1).optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MAX_FRAME_BYTES: z.coerce.number().int().positive().default(64 * 1024),
+  MAX_HEADERS: z.coerce.number().int().positive().default(64),
+  MAX_HEADER_BYTES: z.coerce.number().int().positive().default(8 * 1024),
+  MAX_SUBSCRIPTIONS: z.coerce.number().int().positive().default(256),
+  /** Outbound bytes a slow consumer may have queued before its session is ended. */
+  MAX_PENDING_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+  /** Heart-beat the server offers and wants, in ms (0 disables). */
+  HEARTBEAT_MS: z.coerce.number().int().nonnegative().default(10_000),
+  /** Frames a session may send per second before it gets RATE_LIMITED. */
+  RATE_LIMIT_PER_S: z.coerce.number().int().positive().default(200),
+  REPLAY_LIMIT: z.coerce.number().int().positive().default(1000),
+  HISTORY_WINDOW: z.coerce.number().int().positive().default(1024),
+  /** How long a session's delivery history outlives its connection, for session-resume. */
+  RESUME_TTL_S: z.coerce.number().int().positive().default(3600),
+  BROKER_PREFETCH: z.coerce.number().int().positive().default(256),
+  /** How long a gateway's queue outlives its gateway. */
+  BROKER_QUEUE_EXPIRES_MS: z.coerce.number().int().positive().default(60_000),
+  SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(1024 * 1024 * 1024),
+});
+
+export type Config = z.infer<typeof Env>;
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const blanksRemoved = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = Env.safeParse(blanksRemoved);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`invalid configuration: ${problems}`);
+  }
+  return parsed.data;
+}
