@@ -1,0 +1,199 @@
+import {
+  type Broker,
+  type BrokerHealth,
+  type BrokerMessage,
+  BrokerUnavailableError,
+  type Delivery,
+  type DeliveryHandler,
+  type Exchange,
+  type QueueConsumer,
+  topicMatches,
+} from './broker.ts';
+
+/** A message waiting in a queue, with where it came from. */
+interface Entry {
+  message: BrokerMessage;
+  exchange: Exchange | 'queue';
+  routingKey: string;
+  redelivered: boolean;
+}
+
+interface Consumer {
+  prefetch: number;
+  handler: DeliveryHandler;
+  /** Handed out and not yet settled, in delivery order. */
+  unsettled: Set<InFlight>;
+  active: boolean;
+}
+
+interface InFlight {
+  entry: Entry;
+  settled: boolean;
+}
+
+/**
+ * A queue with competing consumers: round-robin over consumers with spare prefetch,
+ * requeued messages go back to the front. Handlers always run on a later turn of the
+ * event loop, never inside the call that enqueued.
+ */
+class MemoryQueue {
+  private readonly ready: Entry[] = [];
+  private readonly consumers: Consumer[] = [];
+  private next = 0;
+  private scheduled = false;
+
+  enqueue(entry: Entry): void {
+    this.ready.push(entry);
+    this.schedule();
+  }
+
+  addConsumer(prefetch: number, handler: DeliveryHandler): Consumer {
+    const consumer: Consumer = { prefetch, handler, unsettled: new Set(), active: true };
+    this.consumers.push(consumer);
+    this.schedule();
+    return consumer;
+  }
+
+  /** Stop the consumer and put its unsettled messages back at the front, oldest first. */
+  removeConsumer(consumer: Consumer): void {
+    if (!consumer.active) return;
+    consumer.active = false;
+    this.consumers.splice(this.consumers.indexOf(consumer), 1);
+    const returned = [...consumer.unsettled];
+    consumer.unsettled.clear();
+    for (const flight of returned) flight.settled = true;
+    this.ready.unshift(...returned.map((f) => ({ ...f.entry, redelivered: true })));
+    this.schedule();
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.drain();
+    });
+  }
+
+  private drain(): void {
+    while (this.ready.length > 0) {
+      const consumer = this.pickConsumer();
+      if (!consumer) return;
+      this.handOut(consumer, this.ready.shift()!);
+    }
+  }
+
+  /** The next consumer, round-robin, that may take one more message. */
+  private pickConsumer(): Consumer | undefined {
+    const n = this.consumers.length;
+    for (let i = 0; i < n; i++) {
+      const index = (this.next + i) % n;
+      const consumer = this.consumers[index]!;
+      if (consumer.unsettled.size < consumer.prefetch) {
+        this.next = (index + 1) % n;
+        return consumer;
+      }
+    }
+    return undefined;
+  }
+
+  private handOut(consumer: Consumer, entry: Entry): void {
+    const flight: InFlight = { entry, settled: false };
+    consumer.unsettled.add(flight);
+    const settle = (requeue: boolean): void => {
+      if (flight.settled) return;
+      flight.settled = true;
+      consumer.unsettled.delete(flight);
+      if (requeue) this.ready.unshift({ ...entry, redelivered: true });
+      this.schedule();
+    };
+    const delivery: Delivery = {
+      message: entry.message,
+      exchange: entry.exchange,
+      routingKey: entry.routingKey,
+      redelivered: entry.redelivered,
+      ack: () => settle(false),
+      nack: (requeue = true) => settle(requeue),
+    };
+    consumer.handler(delivery);
+  }
+}
+
+/** The embedded broker: everything in this process, nothing survives it. Always healthy. */
+export class MemoryBroker implements Broker {
+  /** This gateway's own topic queue; bound patterns route into it, one copy per publish. */
+  private readonly topicQueue = new MemoryQueue();
+  private readonly bindings: Record<Exchange, Set<string>> = { chat: new Set(), relay: new Set() };
+  private readonly queues = new Map<string, MemoryQueue>();
+  private readonly consumers = new Set<{ queue: MemoryQueue; consumer: Consumer }>();
+  private closed = false;
+
+  async start(onTopicDelivery: DeliveryHandler): Promise<void> {
+    this.assertOpen();
+    this.consumers.add({ queue: this.topicQueue, consumer: this.topicQueue.addConsumer(Infinity, onTopicDelivery) });
+  }
+
+  async publish(exchange: Exchange, routingKey: string, message: BrokerMessage): Promise<void> {
+    this.assertOpen();
+    for (const pattern of this.bindings[exchange]) {
+      if (topicMatches(pattern, routingKey)) {
+        this.topicQueue.enqueue({ message, exchange, routingKey, redelivered: false });
+        return;
+      }
+    }
+  }
+
+  async bind(exchange: Exchange, pattern: string): Promise<void> {
+    this.assertOpen();
+    this.bindings[exchange].add(pattern);
+  }
+
+  async unbind(exchange: Exchange, pattern: string): Promise<void> {
+    this.bindings[exchange].delete(pattern);
+  }
+
+  async sendToQueue(queue: string, message: BrokerMessage): Promise<void> {
+    this.assertOpen();
+    this.queue(queue).enqueue({ message, exchange: 'queue', routingKey: queue, redelivered: false });
+  }
+
+  async consume(queue: string, prefetch: number, handler: DeliveryHandler): Promise<QueueConsumer> {
+    this.assertOpen();
+    const q = this.queue(queue);
+    const entry = { queue: q, consumer: q.addConsumer(prefetch, handler) };
+    this.consumers.add(entry);
+    return {
+      cancel: async () => {
+        this.consumers.delete(entry);
+        q.removeConsumer(entry.consumer);
+      },
+    };
+  }
+
+  health(): BrokerHealth {
+    return 'up';
+  }
+
+  onHealth(_listener: (health: BrokerHealth) => void): () => void {
+    return () => {};
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const { queue, consumer } of this.consumers) queue.removeConsumer(consumer);
+    this.consumers.clear();
+  }
+
+  private queue(name: string): MemoryQueue {
+    let q = this.queues.get(name);
+    if (!q) {
+      q = new MemoryQueue();
+      this.queues.set(name, q);
+    }
+    return q;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new BrokerUnavailableError('broker is closed');
+  }
+}
