@@ -30,6 +30,7 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
       upstream.destroy();
     };
     for (const socket of [client, upstream]) {
+      socket.setNoDelay(true);
       socket.on('error', drop);
       socket.on('close', drop);
     }

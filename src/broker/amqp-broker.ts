@@ -1,0 +1,641 @@
+import type { EventEmitter } from 'node:events';
+import {
+  type Channel,
+  type ChannelModel,
+  type ConfirmChannel,
+  type ConsumeMessage,
+  connect,
+  IllegalOperationError,
+  type Options,
+} from 'amqplib';
+import type { Logger } from '../logger.ts';
+import {
+  type Broker,
+  type BrokerHealth,
+  type BrokerMessage,
+  BrokerUnavailableError,
+  type Delivery,
+  type DeliveryHandler,
+  type Exchange,
+  type QueueConsumer,
+} from './broker.ts';
+
+export interface AmqpBrokerOptions {
+  /** amqp:// URL; a `heartbeat` query parameter is added when absent, so a silent peer is noticed. */
+  url: string;
+  /** Names this gateway's topic queue, `gateway.<gatewayId>`. */
+  gatewayId: string;
+  /** Unsettled deliveries from the gateway's topic queue at a time. */
+  prefetch: number;
+  /** How long the gateway's topic queue outlives the gateway (`x-expires`). */
+  queueExpiresMs: number;
+  log: Logger;
+  /** Longest wait for a publisher confirm; close() waits at most this long for confirms in flight. */
+  confirmTimeoutMs?: number;
+}
+
+const EXCHANGE_NAMES: Record<Exchange, string> = { chat: 'chat.events', relay: 'amq.topic' };
+const EXCHANGE_OF_NAME = new Map<string, Exchange>([
+  ['chat.events', 'chat'],
+  ['amq.topic', 'relay'],
+]);
+/** Named queues as RabbitMQ Web-STOMP declares `/queue/x`, so both see the same queue. */
+const NAMED_QUEUE: Options.AssertQueue = { durable: true, exclusive: false, autoDelete: false };
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 5_000;
+const CONNECT_TIMEOUT_MS = 5_000;
+const HEARTBEAT_S = 10;
+const DEFAULT_CONFIRM_TIMEOUT_MS = 10_000;
+/** Queue consumers share channels (RabbitMQ allows 2047 per connection by default); this many per channel. */
+const CONSUMERS_PER_CHANNEL = 64;
+
+/** A channel hosting queue consumers; `consumers` counts reservations too, so concurrent consume() calls share it. */
+interface Slot {
+  channel: Promise<Channel>;
+  consumers: number;
+}
+
+/** One connection and its channels. Replaced wholesale on reconnect; never revived. */
+class Link {
+  alive = true;
+  confirm!: ConfirmChannel;
+  /** Consumes the gateway's topic queue. */
+  topic!: Channel;
+  topicTag = '';
+  /** Declarations and bindings: a failing declaration closes only this channel, which is reopened on demand. */
+  admin: Promise<Channel> | null = null;
+  readonly slots: Slot[] = [];
+  /** Named queues declared on this connection, so each is declared once per connection. */
+  readonly declared = new Map<string, Promise<unknown>>();
+  constructor(readonly conn: ChannelModel) {}
+}
+
+/** Where a queue consumer currently consumes, and what it holds there. */
+interface Attachment {
+  link: Link;
+  slot: Slot;
+  channel: Channel;
+  tag: string;
+  unsettled: Set<ConsumeMessage>;
+}
+
+interface ConsumerState {
+  queue: string;
+  prefetch: number;
+  handler: DeliveryHandler;
+  attachment: Attachment | null;
+  cancelled: boolean;
+}
+
+/**
+ * The RabbitMQ engine. One connection with a confirm channel for publishes, a channel consuming
+ * the gateway's topic queue, an admin channel, and channels shared by queue consumers.
+ * On a lost connection or channel it reports 'down', reconnects with capped exponential backoff,
+ * re-declares bindings and consumers, then reports 'up'. Publishes never wait for a link: they
+ * fail with BrokerUnavailableError while it is down.
+ */
+export class AmqpBroker implements Broker {
+  private readonly url: string;
+  private readonly gatewayQueue: string;
+  private readonly prefetch: number;
+  private readonly queueExpiresMs: number;
+  private readonly confirmTimeoutMs: number;
+  private readonly log: Logger;
+
+  /** Set only while fully established. */
+  private link: Link | null = null;
+  private state: BrokerHealth = 'down';
+  private readonly healthListeners = new Set<(health: BrokerHealth) => void>();
+  private onTopic: DeliveryHandler | null = null;
+  /** Patterns wanted on the gateway queue, restored after every reconnect. */
+  private readonly bindings: Record<Exchange, Set<string>> = { chat: new Set(), relay: new Set() };
+  /** Patterns that may still be bound server-side (the queue outlives connections) but are no longer wanted. */
+  private readonly staleBindings: Record<Exchange, Set<string>> = { chat: new Set(), relay: new Set() };
+  private readonly consumers = new Set<ConsumerState>();
+  private readonly confirmsInFlight = new Set<Promise<void>>();
+  private reconnecting: Promise<void> | null = null;
+  private wakeReconnect: (() => void) | null = null;
+  private closing = false;
+
+  constructor(options: AmqpBrokerOptions) {
+    const url = new URL(options.url);
+    if (!url.searchParams.has('heartbeat')) url.searchParams.set('heartbeat', String(HEARTBEAT_S));
+    this.url = url.toString();
+    this.gatewayQueue = `gateway.${options.gatewayId}`;
+    this.prefetch = options.prefetch;
+    this.queueExpiresMs = options.queueExpiresMs;
+    this.confirmTimeoutMs = options.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
+    this.log = options.log;
+  }
+
+  /** Connects once; rejects with BrokerUnavailableError if that fails (no background retry before a first success). */
+  async start(onTopicDelivery: DeliveryHandler): Promise<void> {
+    if (this.closing) throw new BrokerUnavailableError('broker is closed');
+    if (this.onTopic) throw new Error('broker already started');
+    this.onTopic = onTopicDelivery;
+    try {
+      await this.establish(true);
+    } catch (err) {
+      this.onTopic = null;
+      throw new BrokerUnavailableError(`cannot connect to RabbitMQ: ${describe(err)}`);
+    }
+  }
+
+  async publish(exchange: Exchange, routingKey: string, message: BrokerMessage): Promise<void> {
+    const link = this.usableLink();
+    const options = toPublishOptions(message.headers);
+    return this.confirmed(link, (done) =>
+      link.confirm.publish(EXCHANGE_NAMES[exchange], routingKey, message.body, options, done),
+    );
+  }
+
+  async sendToQueue(queue: string, message: BrokerMessage): Promise<void> {
+    const link = this.usableLink();
+    await this.declareQueue(link, queue);
+    const options = toPublishOptions(message.headers);
+    return this.confirmed(link, (done) => link.confirm.sendToQueue(queue, message.body, options, done));
+  }
+
+  async bind(exchange: Exchange, pattern: string): Promise<void> {
+    const link = this.usableLink();
+    // No longer stale from now on, so a flush of stale bindings cannot undo this bind.
+    this.staleBindings[exchange].delete(pattern);
+    try {
+      await this.withAdmin(link, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
+    } catch (err) {
+      // The binding may have reached the broker before the failure; remove it later.
+      this.staleBindings[exchange].add(pattern);
+      throw err;
+    }
+    this.bindings[exchange].add(pattern);
+  }
+
+  /**
+   * Never fails. The gateway queue and its bindings outlive a lost connection, so a binding that cannot
+   * be removed now (link down, broker refused) is remembered and removed once the link is up again.
+   */
+  async unbind(exchange: Exchange, pattern: string): Promise<void> {
+    this.bindings[exchange].delete(pattern);
+    const link = this.link;
+    if (link && !this.closing) await this.unbindNow(link, exchange, pattern);
+    else this.staleBindings[exchange].add(pattern);
+  }
+
+  async consume(queue: string, prefetch: number, handler: DeliveryHandler): Promise<QueueConsumer> {
+    const link = this.usableLink();
+    const consumer: ConsumerState = { queue, prefetch, handler, attachment: null, cancelled: false };
+    try {
+      await this.attach(link, consumer);
+    } catch (err) {
+      throw new BrokerUnavailableError(`cannot consume ${queue}: ${describe(err)}`);
+    }
+    // Registered even if the link died just now: the restore after reconnect picks it up.
+    this.consumers.add(consumer);
+    return { cancel: () => this.cancel(consumer) };
+  }
+
+  health(): BrokerHealth {
+    return this.state;
+  }
+
+  onHealth(listener: (health: BrokerHealth) => void): () => void {
+    this.healthListeners.add(listener);
+    return () => this.healthListeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.wakeReconnect?.();
+    await this.reconnecting;
+    const link = this.link;
+    this.link = null;
+    if (link) {
+      // Stop deliveries first; what is unsettled goes back to the queues when the connection closes.
+      const cancels: Promise<unknown>[] = [link.topic.cancel(link.topicTag)];
+      for (const consumer of this.consumers) {
+        const att = consumer.attachment;
+        if (att) cancels.push(att.channel.cancel(att.tag));
+      }
+      await Promise.allSettled(cancels);
+      // Each confirm wait is bounded by confirmTimeoutMs.
+      await Promise.allSettled([...this.confirmsInFlight]);
+      link.alive = false;
+      await link.conn.close().catch((err: unknown) => this.log.debug({ err }, 'closing the AMQP connection'));
+    }
+    this.setHealth('down');
+  }
+
+  // --- connection lifecycle ---
+
+  /**
+   * Connect, declare, restore bindings and consumers; only then is the link used and health 'up'.
+   * On the first start the gateway queue left by an earlier process with this id is dropped, with its
+   * bindings (unknown to this process) and its arguments (x-expires may have changed).
+   */
+  private async establish(firstStart: boolean): Promise<void> {
+    const conn = await connect(this.url, {
+      timeout: CONNECT_TIMEOUT_MS,
+      // A publish is several frames; without this, Nagle holds each confirm round trip for ~40 ms.
+      noDelay: true,
+      clientProperties: { connection_name: this.gatewayQueue },
+    });
+    const link = new Link(conn);
+    this.watch(link, conn, 'connection', () => this.lose(link, 'connection closed'));
+    conn.on('blocked', (reason: string) => this.log.warn({ reason }, 'RabbitMQ blocked publishing'));
+    conn.on('unblocked', () => this.log.info('RabbitMQ unblocked publishing'));
+    try {
+      link.confirm = await conn.createConfirmChannel();
+      this.watch(link, link.confirm, 'confirm channel', () => this.lose(link, 'confirm channel closed'));
+      link.topic = await conn.createChannel();
+      this.watch(link, link.topic, 'topic channel', () => this.lose(link, 'topic channel closed'));
+
+      await this.withAdmin(link, async (ch) => {
+        await ch.assertExchange(EXCHANGE_NAMES.chat, 'topic', { durable: true });
+        if (firstStart) await ch.deleteQueue(this.gatewayQueue);
+        await ch.assertQueue(this.gatewayQueue, {
+          durable: true,
+          exclusive: false,
+          autoDelete: false,
+          expires: this.queueExpiresMs,
+        });
+        for (const exchange of ['chat', 'relay'] as const) {
+          for (const pattern of this.bindings[exchange]) {
+            await ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern);
+          }
+        }
+      });
+      await this.removeStaleBindings(link);
+      await link.topic.prefetch(this.prefetch);
+      const { consumerTag } = await link.topic.consume(this.gatewayQueue, (msg) => this.onTopicMessage(link, msg));
+      link.topicTag = consumerTag;
+      await Promise.all([...this.consumers].map((consumer) => this.attach(link, consumer)));
+
+      if (!link.alive) throw new Error('connection lost while restoring');
+      if (this.closing) throw new Error('broker closed while connecting');
+    } catch (err) {
+      link.alive = false;
+      conn.close().catch(() => {});
+      throw err;
+    }
+    this.link = link;
+    this.setHealth('up');
+    this.log.info({ queue: this.gatewayQueue, consumers: this.consumers.size }, 'broker link up');
+    // Bindings dropped by unbind() while the restore above was running.
+    void this.removeStaleBindings(link);
+  }
+
+  /** Unbind what was unbound while the link was down (or failed to unbind); what still fails waits for the next link. */
+  private async removeStaleBindings(link: Link): Promise<void> {
+    for (const exchange of ['chat', 'relay'] as const) {
+      const stale = this.staleBindings[exchange];
+      for (let pattern = first(stale); pattern !== undefined && link.alive; pattern = first(stale)) {
+        stale.delete(pattern);
+        if (!(await this.unbindNow(link, exchange, pattern))) return;
+      }
+    }
+  }
+
+  private async unbindNow(link: Link, exchange: Exchange, pattern: string): Promise<boolean> {
+    try {
+      await this.withAdmin(link, (ch) => ch.unbindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
+      return true;
+    } catch (err) {
+      if (!this.bindings[exchange].has(pattern)) this.staleBindings[exchange].add(pattern);
+      this.log.warn({ err: describe(err), exchange, pattern }, 'unbind failed; retried after reconnect');
+      return false;
+    }
+  }
+
+  /** Watch a connection or channel; `onLost` runs when it closes while its link is in use. */
+  private watch(link: Link, emitter: EventEmitter, what: string, onLost: () => void): void {
+    emitter.on('error', (err: Error) => this.log.warn({ err }, `AMQP ${what} error`));
+    emitter.on('close', () => {
+      // A dying connection closes its channels just before it reports its own close; deciding on the
+      // next microtask lets the connection's close win, so channel handlers do not act on a dead link.
+      queueMicrotask(() => {
+        if (link.alive) onLost();
+      });
+    });
+  }
+
+  private lose(link: Link, reason: unknown): void {
+    if (!link.alive) return;
+    link.alive = false;
+    if (this.link === link) this.link = null;
+    this.log.warn({ reason: describe(reason) }, 'broker link lost');
+    // Closing returns everything unsettled on the old channels to the queues, flagged redelivered.
+    link.conn.close().catch(() => {});
+    this.setHealth('down');
+    if (!this.closing) this.reconnect();
+  }
+
+  private reconnect(): void {
+    if (this.reconnecting) return;
+    this.reconnecting = (async () => {
+      let delay = BACKOFF_MIN_MS;
+      while (!this.closing) {
+        await this.sleep(delay);
+        if (this.closing) return;
+        try {
+          await this.establish(false);
+          if (this.link) return;
+        } catch (err) {
+          this.log.warn({ err: describe(err), retryInMs: delay }, 'broker reconnect failed');
+          delay = Math.min(delay * 2, BACKOFF_MAX_MS);
+        }
+      }
+    })().finally(() => {
+      this.reconnecting = null;
+    });
+  }
+
+  /** A backoff pause that close() cuts short. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeReconnect = done;
+    });
+  }
+
+  private setHealth(health: BrokerHealth): void {
+    if (this.state === health) return;
+    this.state = health;
+    for (const listener of this.healthListeners) {
+      try {
+        listener(health);
+      } catch (err) {
+        this.log.error({ err }, 'broker health listener threw');
+      }
+    }
+  }
+
+  private usableLink(): Link {
+    if (this.closing) throw new BrokerUnavailableError('broker is closed');
+    if (!this.link) throw new BrokerUnavailableError('message broker is unavailable (reconnecting)');
+    return this.link;
+  }
+
+  // --- publishing ---
+
+  /** Send one message and wait, bounded, for the broker's confirm. */
+  private confirmed(link: Link, send: (done: (err: unknown) => void) => void): Promise<void> {
+    const confirm = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new BrokerUnavailableError(`no publisher confirm within ${this.confirmTimeoutMs} ms`)),
+        this.confirmTimeoutMs,
+      );
+      try {
+        send((err) => {
+          clearTimeout(timer);
+          if (err) reject(new BrokerUnavailableError(`publish not confirmed: ${describe(err)}`));
+          else resolve();
+        });
+      } catch (err) {
+        clearTimeout(timer);
+        // A closed channel throws; anything else (an oversized header table) is the caller's error.
+        reject(err instanceof IllegalOperationError ? new BrokerUnavailableError(`publish failed: ${err.message}`) : err);
+      }
+    });
+    this.confirmsInFlight.add(confirm);
+    const forget = (): void => {
+      this.confirmsInFlight.delete(confirm);
+    };
+    confirm.then(forget, forget);
+    return confirm;
+  }
+
+  private declareQueue(link: Link, queue: string): Promise<unknown> {
+    let declared = link.declared.get(queue);
+    if (!declared) {
+      declared = this.withAdmin(link, (ch) => ch.assertQueue(queue, NAMED_QUEUE));
+      link.declared.set(queue, declared);
+      const attempt = declared;
+      attempt.catch(() => {
+        if (link.declared.get(queue) === attempt) link.declared.delete(queue);
+      });
+    }
+    return declared;
+  }
+
+  /** Run declarations on the admin channel, reopening it if an earlier declaration closed it. */
+  private async withAdmin<T>(link: Link, work: (admin: Channel) => Promise<T>): Promise<T> {
+    if (!link.admin) {
+      const opening = link.conn.createChannel().then((ch) => {
+        ch.on('error', (err: Error) => this.log.warn({ err }, 'AMQP admin channel error'));
+        ch.on('close', () => {
+          if (link.admin === opening) link.admin = null;
+        });
+        return ch;
+      });
+      link.admin = opening;
+      opening.catch(() => {
+        if (link.admin === opening) link.admin = null;
+      });
+    }
+    try {
+      return await work(await link.admin);
+    } catch (err) {
+      throw err instanceof BrokerUnavailableError ? err : new BrokerUnavailableError(describe(err));
+    }
+  }
+
+  // --- consuming ---
+
+  private onTopicMessage(link: Link, msg: ConsumeMessage | null): void {
+    if (!msg) {
+      this.lose(link, 'the broker cancelled the gateway queue consumer');
+      return;
+    }
+    const exchange = EXCHANGE_OF_NAME.get(msg.fields.exchange);
+    if (!exchange || !this.onTopic) {
+      this.log.warn({ exchange: msg.fields.exchange }, 'dropping a gateway queue message from an unknown exchange');
+      settleQuietly(() => link.topic.nack(msg, false, false));
+      return;
+    }
+    this.dispatch(this.onTopic, toDelivery(link.topic, msg, exchange, msg.fields.routingKey));
+  }
+
+  private onQueueMessage(consumer: ConsumerState, att: Attachment, msg: ConsumeMessage | null): void {
+    if (!msg) {
+      // The broker cancelled the consumer: the queue was deleted. Declare it again and go on consuming.
+      this.log.warn({ queue: consumer.queue }, 'queue consumer cancelled by the broker');
+      if (consumer.attachment !== att) return;
+      consumer.attachment = null;
+      att.slot.consumers--;
+      att.link.declared.delete(consumer.queue);
+      if (!consumer.cancelled) this.attach(att.link, consumer).catch((err) => this.lose(att.link, err));
+      return;
+    }
+    if (consumer.cancelled) {
+      // Arrived between cancel() and the broker's cancel-ok: give it straight back.
+      settleQuietly(() => att.channel.nack(msg, false, true));
+      return;
+    }
+    this.dispatch(consumer.handler, toDelivery(att.channel, msg, 'queue', consumer.queue, att.unsettled));
+  }
+
+  private dispatch(handler: DeliveryHandler, delivery: Delivery): void {
+    try {
+      handler(delivery);
+    } catch (err) {
+      // Never let a handler's bug tear down the AMQP connection; the delivery stays with the handler.
+      this.log.error({ err, routingKey: delivery.routingKey }, 'delivery handler threw');
+    }
+  }
+
+  /** Start consuming `consumer` on a channel of `link`; sets consumer.attachment when done. */
+  private async attach(link: Link, consumer: ConsumerState): Promise<void> {
+    const slot = this.reserveSlot(link);
+    let att: Attachment;
+    try {
+      await this.declareQueue(link, consumer.queue);
+      const channel = await slot.channel;
+      att = { link, slot, channel, tag: '', unsettled: new Set() };
+      const attachment = att;
+      // RabbitMQ applies a non-global qos to the consumers started after it on the channel. amqplib sends a
+      // channel's RPCs in call order, and these two are issued together, so no other qos can come between.
+      const [, ok] = await Promise.all([
+        channel.prefetch(consumer.prefetch),
+        channel.consume(consumer.queue, (msg) => this.onQueueMessage(consumer, attachment, msg)),
+      ]);
+      att.tag = ok.consumerTag;
+    } catch (err) {
+      slot.consumers--;
+      throw err;
+    }
+    if (consumer.cancelled) {
+      await this.detach(att);
+      return;
+    }
+    consumer.attachment = att;
+  }
+
+  private reserveSlot(link: Link): Slot {
+    let slot = link.slots.find((s) => s.consumers < CONSUMERS_PER_CHANNEL);
+    if (!slot) {
+      const created: Slot = { channel: link.conn.createChannel(), consumers: 0 };
+      created.channel.then(
+        (ch) => this.watch(link, ch, 'consumer channel', () => this.onSlotLost(link, created)),
+        () => removeSlot(link, created),
+      );
+      link.slots.push(created);
+      slot = created;
+    }
+    slot.consumers++;
+    return slot;
+  }
+
+  /** A consumer channel closed on a live connection (a channel error): move its consumers to other channels. */
+  private onSlotLost(link: Link, slot: Slot): void {
+    removeSlot(link, slot);
+    for (const consumer of this.consumers) {
+      if (consumer.attachment?.slot !== slot) continue;
+      consumer.attachment = null;
+      this.attach(link, consumer).catch((err) => this.lose(link, err));
+    }
+  }
+
+  private async cancel(consumer: ConsumerState): Promise<void> {
+    if (consumer.cancelled) return;
+    consumer.cancelled = true;
+    this.consumers.delete(consumer);
+    const att = consumer.attachment;
+    consumer.attachment = null;
+    if (att) await this.detach(att);
+  }
+
+  /** Cancel on the broker, then hand back whatever is still unsettled, so it is redelivered (flagged) to others. */
+  private async detach(att: Attachment): Promise<void> {
+    att.slot.consumers--;
+    try {
+      await att.channel.cancel(att.tag);
+    } catch {
+      // The channel is gone, and with it the consumer; the broker has requeued its deliveries.
+      return;
+    }
+    for (const msg of att.unsettled) settleQuietly(() => att.channel.nack(msg, false, true));
+    att.unsettled.clear();
+  }
+}
+
+function removeSlot(link: Link, slot: Slot): void {
+  const index = link.slots.indexOf(slot);
+  if (index >= 0) link.slots.splice(index, 1);
+}
+
+function first<T>(set: Set<T>): T | undefined {
+  return set.values().next().value;
+}
+
+/** Build a Delivery whose settlement is idempotent and a no-op once its channel is gone. */
+function toDelivery(
+  channel: Channel,
+  msg: ConsumeMessage,
+  exchange: Exchange | 'queue',
+  routingKey: string,
+  unsettled?: Set<ConsumeMessage>,
+): Delivery {
+  unsettled?.add(msg);
+  let settled = false;
+  const settle = (send: () => void): void => {
+    if (settled) return;
+    settled = true;
+    // Already handed back by a cancel: settling it again would settle someone else's copy.
+    if (unsettled && !unsettled.delete(msg)) return;
+    settleQuietly(send);
+  };
+  return {
+    message: fromAmqp(msg),
+    exchange,
+    routingKey,
+    redelivered: msg.fields.redelivered,
+    ack: () => settle(() => channel.ack(msg)),
+    nack: (requeue = true) => settle(() => channel.nack(msg, false, requeue)),
+  };
+}
+
+/** Ack or nack; on a closed channel this throws, and there is nothing to do: the broker redelivers it. */
+function settleQuietly(send: () => void): void {
+  try {
+    send();
+  } catch (err) {
+    if (!(err instanceof IllegalOperationError)) throw err;
+  }
+}
+
+/** STOMP headers to AMQP properties, as Web-STOMP maps them. */
+function toPublishOptions(headers: Record<string, string>): Options.Publish {
+  const { 'content-type': contentType, persistent, ...rest } = headers;
+  const options: Options.Publish = { headers: rest };
+  if (contentType !== undefined) options.contentType = contentType;
+  if (persistent === 'true') options.deliveryMode = 2;
+  return options;
+}
+
+function fromAmqp(msg: ConsumeMessage): BrokerMessage {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(msg.properties.headers ?? {})) {
+    const text = headerText(value);
+    if (text !== undefined) headers[name] = text;
+  }
+  if (msg.properties.contentType) headers['content-type'] = String(msg.properties.contentType);
+  if (msg.properties.deliveryMode === 2) headers.persistent = 'true';
+  return { headers, body: msg.content };
+}
+
+/** AMQP header values from other clients may be any table type; tables and arrays (x-death...) are not STOMP headers. */
+function headerText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  return undefined;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,513 @@
+import { randomUUID } from 'node:crypto';
+import { type ChannelModel, connect } from 'amqplib';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AmqpBroker } from '../src/broker/amqp-broker.ts';
+import {
+  type Broker,
+  type BrokerHealth,
+  type BrokerMessage,
+  BrokerUnavailableError,
+  type Delivery,
+  type DeliveryHandler,
+} from '../src/broker/broker.ts';
+import { MemoryBroker } from '../src/broker/memory-broker.ts';
+import { createLogger } from '../src/logger.ts';
+import { startTcpProxy } from './support/tcp-proxy.ts';
+
+/** Every name this run creates on the shared RabbitMQ starts with this. */
+const RUN = `brokertest-${randomUUID().slice(0, 8)}`;
+const RABBIT_PORT = 5672;
+const rabbitUrl = (port: number): string => `amqp://guest:guest@127.0.0.1:${port}`;
+const WAIT_MS = 15_000;
+
+interface Engine {
+  name: string;
+  create(gatewayId: string, port: number): Broker;
+  /** Remove what brokers of this engine left behind on the server. */
+  purge(gatewayIds: string[], queues: string[]): Promise<void>;
+}
+
+const memoryEngine: Engine = {
+  name: 'memory',
+  create: () => new MemoryBroker(),
+  purge: async () => {},
+};
+
+const amqpEngine: Engine = {
+  name: 'amqp',
+  create: (gatewayId, port) =>
+    new AmqpBroker({
+      url: rabbitUrl(port),
+      gatewayId,
+      prefetch: 100,
+      queueExpiresMs: 60_000,
+      log: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'),
+    }),
+  purge: async (gatewayIds, queues) => {
+    await withRabbit(async (conn) => {
+      const ch = await conn.createChannel();
+      for (const q of [...gatewayIds.map((id) => `gateway.${id}`), ...queues]) await ch.deleteQueue(q);
+      await ch.close();
+    });
+  },
+};
+
+/** A direct connection to RabbitMQ, around the proxy: the test's own client. */
+async function withRabbit<T>(work: (conn: ChannelModel) => Promise<T>): Promise<T> {
+  const conn = await connect(rabbitUrl(RABBIT_PORT));
+  try {
+    return await work(conn);
+  } finally {
+    await conn.close();
+  }
+}
+
+interface Recorder {
+  got: Delivery[];
+  handler: DeliveryHandler;
+}
+
+/** Records deliveries; acks each at once when `autoAck`. */
+function recorder(autoAck: boolean): Recorder {
+  const got: Delivery[] = [];
+  return {
+    got,
+    handler: (d) => {
+      got.push(d);
+      if (autoAck) d.ack();
+    },
+  };
+}
+
+interface Gateway {
+  id: string;
+  broker: Broker;
+  topic: Recorder;
+}
+
+/** Per test: brokers, names and cleanup for one engine. */
+function fixture(engine: Engine) {
+  let n = 0;
+  const brokers: Broker[] = [];
+  const gatewayIds: string[] = [];
+  const queues: string[] = [];
+
+  return {
+    /** A started broker recording its topic deliveries. */
+    async gateway(options: { port?: number; autoAck?: boolean } = {}): Promise<Gateway> {
+      const id = `${RUN}-${++n}`;
+      gatewayIds.push(id);
+      const broker = engine.create(id, options.port ?? RABBIT_PORT);
+      brokers.push(broker);
+      const topic = recorder(options.autoAck ?? true);
+      await broker.start(topic.handler);
+      return { id, broker, topic };
+    },
+    queue(): string {
+      const q = `${RUN}.q${++n}`;
+      queues.push(q);
+      return q;
+    },
+    /** A routing-key prefix no other test or run uses. */
+    namespace(): string {
+      return `${RUN}.ns${++n}`;
+    },
+    async cleanup(): Promise<void> {
+      await Promise.all(brokers.splice(0).map((b) => b.close()));
+      await engine.purge(gatewayIds.splice(0), queues.splice(0));
+    },
+  };
+}
+
+const message = (text: string, headers: Record<string, string> = {}): BrokerMessage => ({
+  headers,
+  body: Buffer.from(text),
+});
+const text = (d: Delivery): string => d.message.body.toString();
+const texts = (ds: Delivery[]): string[] => ds.map(text);
+const flagged = (ds: Delivery[]): Array<[string, boolean]> => ds.map((d) => [text(d), d.redelivered]);
+
+/** Wait, bounded, until `condition` holds. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** `promise`, or a rejection saying it still had not settled: a hang must fail the test, not stall it. */
+function settledWithin<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms)),
+  ]);
+}
+
+describe.each([memoryEngine, amqpEngine])('Broker contract: $name', (engine) => {
+  const f = fixture(engine);
+  afterEach(() => f.cleanup());
+
+  /** Publish a marker through the gateway queue and wait for it: everything routed before it has arrived. */
+  async function drainTopic(g: Gateway, ns: string): Promise<void> {
+    await g.broker.publish('chat', `${ns}.end`, message('end'));
+    await until(() => texts(g.topic.got).includes('end'), 'the end marker');
+  }
+
+  /** Send a marker to the queue and check it is the very next thing a fresh consumer gets: the queue held nothing else. */
+  async function expectQueueEmpty(broker: Broker, queue: string): Promise<void> {
+    const probe = recorder(true);
+    const consumer = await broker.consume(queue, 10, probe.handler);
+    await broker.sendToQueue(queue, message('probe'));
+    await until(() => probe.got.length > 0, 'the probe');
+    await consumer.cancel();
+    expect(texts(probe.got)).toEqual(['probe']);
+  }
+
+  it('routes by topic pattern with * and #, and stops routing after unbind', async () => {
+    const g = await f.gateway();
+    const ns = f.namespace();
+    await g.broker.bind('chat', `${ns}.rooms.*`);
+    await g.broker.bind('chat', `${ns}.users.#`);
+    await g.broker.bind('chat', `${ns}.end`);
+    for (const key of ['rooms.a', 'rooms.a.b', 'rooms', 'users', 'users.x.y', 'other']) {
+      await g.broker.publish('chat', `${ns}.${key}`, message(key));
+    }
+    await drainTopic(g, ns);
+    expect(g.topic.got.map((d) => d.routingKey)).toEqual([
+      `${ns}.rooms.a`,
+      `${ns}.users`,
+      `${ns}.users.x.y`,
+      `${ns}.end`,
+    ]);
+
+    g.topic.got.length = 0;
+    await g.broker.unbind('chat', `${ns}.rooms.*`);
+    await g.broker.publish('chat', `${ns}.rooms.a`, message('rooms.a'));
+    await g.broker.publish('chat', `${ns}.users.z`, message('users.z'));
+    await drainTopic(g, ns);
+    expect(texts(g.topic.got)).toEqual(['users.z', 'end']);
+  });
+
+  it('keeps the chat and relay exchanges apart', async () => {
+    const g = await f.gateway();
+    const ns = f.namespace();
+    await g.broker.bind('relay', `${ns}.r.#`);
+    await g.broker.bind('chat', `${ns}.c.#`);
+    await g.broker.bind('chat', `${ns}.end`);
+    await g.broker.publish('chat', `${ns}.r.1`, message('chat r.1'));
+    await g.broker.publish('relay', `${ns}.r.2`, message('relay r.2'));
+    await g.broker.publish('relay', `${ns}.c.3`, message('relay c.3'));
+    await g.broker.publish('chat', `${ns}.c.4`, message('chat c.4'));
+    await drainTopic(g, ns);
+    expect(g.topic.got.map((d) => [d.exchange, d.routingKey, text(d)])).toEqual([
+      ['relay', `${ns}.r.2`, 'relay r.2'],
+      ['chat', `${ns}.c.4`, 'chat c.4'],
+      ['chat', `${ns}.end`, 'end'],
+    ]);
+  });
+
+  it('delivers a confirmed publish exactly once, headers and body intact', async () => {
+    const g = await f.gateway();
+    const ns = f.namespace();
+    await g.broker.bind('chat', `${ns}.#`);
+    const headers = {
+      'event-type': 'CHAT',
+      'sender-session': 'session-1',
+      'sender-seq': '42',
+      'content-type': 'application/json;charset=utf-8',
+      persistent: 'true',
+      'x-custom': 'a:b,c',
+    };
+    const body = Buffer.from(JSON.stringify({ type: 'CHAT', text: 'héllo ✓' }));
+    await g.broker.publish('chat', `${ns}.rooms.r1`, { headers, body });
+    await drainTopic(g, ns);
+
+    expect(g.topic.got).toHaveLength(2);
+    const d = g.topic.got[0]!;
+    expect(d.exchange).toBe('chat');
+    expect(d.routingKey).toBe(`${ns}.rooms.r1`);
+    expect(d.redelivered).toBe(false);
+    expect(d.message.headers).toEqual(headers);
+    expect(d.message.body.equals(body)).toBe(true);
+  });
+
+  it('splits a queue between competing consumers, none lost or duplicated', async () => {
+    const g = await f.gateway();
+    const q = f.queue();
+    const a = recorder(true);
+    const b = recorder(true);
+    const ca = await g.broker.consume(q, 5, a.handler);
+    const cb = await g.broker.consume(q, 5, b.handler);
+    const sent = Array.from({ length: 20 }, (_, i) => `m${i}`);
+    const headers = { 'content-type': 'text/plain', 'x-trace': 't1' };
+    for (const m of sent) await g.broker.sendToQueue(q, message(m, headers));
+    await until(() => a.got.length + b.got.length === 20, '20 deliveries');
+    await ca.cancel();
+    await cb.cancel();
+
+    expect(a.got.length).toBeGreaterThan(0);
+    expect(b.got.length).toBeGreaterThan(0);
+    expect([...texts(a.got), ...texts(b.got)].sort()).toEqual([...sent].sort());
+    for (const d of [...a.got, ...b.got]) {
+      expect(d.exchange).toBe('queue');
+      expect(d.routingKey).toBe(q);
+      expect(d.redelivered).toBe(false);
+      expect(d.message.headers).toEqual(headers);
+    }
+    await expectQueueEmpty(g.broker, q);
+  });
+
+  it('hands a consumer at most prefetch unsettled deliveries', async () => {
+    const g = await f.gateway();
+    const q = f.queue();
+    const sent = Array.from({ length: 10 }, (_, i) => `m${i}`);
+    for (const m of sent) await g.broker.sendToQueue(q, message(m));
+    const a = recorder(false);
+    await g.broker.consume(q, 3, a.handler);
+    await until(() => a.got.length === 3, '3 deliveries to the first consumer');
+    // The other 7 are still in the queue: a second consumer gets exactly those.
+    const b = recorder(false);
+    await g.broker.consume(q, 100, b.handler);
+    await until(() => b.got.length === 7, '7 deliveries to the second consumer');
+
+    expect(texts(a.got)).toEqual(sent.slice(0, 3));
+    expect(texts(b.got)).toEqual(sent.slice(3));
+  });
+
+  it('redelivers on nack(true), flagged; drops on nack(false); a second ack is a no-op', async () => {
+    const g = await f.gateway();
+    const q = f.queue();
+    const got: Delivery[] = [];
+    const script = [
+      (d: Delivery) => d.nack(true),
+      (d: Delivery) => {
+        d.ack();
+        d.ack();
+        d.nack(true);
+      },
+      (d: Delivery) => d.nack(false),
+      (d: Delivery) => d.ack(),
+    ];
+    await g.broker.consume(q, 1, (d) => {
+      got.push(d);
+      script[got.length - 1]?.(d);
+    });
+    await g.broker.sendToQueue(q, message('m1'));
+    await g.broker.sendToQueue(q, message('m2'));
+    await until(() => got.length === 3, 'three deliveries');
+    await g.broker.sendToQueue(q, message('end'));
+    await until(() => got.length === 4, 'the end marker');
+
+    expect(flagged(got)).toEqual([
+      ['m1', false],
+      ['m1', true],
+      ['m2', false],
+      ['end', false],
+    ]);
+  });
+
+  it('returns unsettled deliveries of a cancelled consumer to another consumer, flagged', async () => {
+    const g = await f.gateway();
+    const q = f.queue();
+    const a = recorder(false);
+    const ca = await g.broker.consume(q, 10, a.handler);
+    await g.broker.sendToQueue(q, message('m1'));
+    await g.broker.sendToQueue(q, message('m2'));
+    await until(() => a.got.length === 2, 'two deliveries to the first consumer');
+    const b = recorder(true);
+    await g.broker.consume(q, 10, b.handler);
+    await ca.cancel();
+    await until(() => b.got.length === 2, 'the returned deliveries');
+
+    // Settling after the cancel is a no-op: it must not touch the copies now with b.
+    a.got[0]!.ack();
+    a.got[1]!.nack(false);
+    await g.broker.sendToQueue(q, message('end'));
+    await until(() => b.got.length === 3, 'the end marker');
+
+    expect(flagged(a.got)).toEqual([
+      ['m1', false],
+      ['m2', false],
+    ]);
+    expect(flagged(b.got)).toEqual([
+      ['m1', true],
+      ['m2', true],
+      ['end', false],
+    ]);
+  });
+
+  it('keeps messages sent to a queue without consumers until one comes', async () => {
+    const g = await f.gateway();
+    const q = f.queue();
+    for (const m of ['a', 'b', 'c']) await g.broker.sendToQueue(q, message(m));
+    const c = recorder(true);
+    const consumer = await g.broker.consume(q, 10, c.handler);
+    await until(() => c.got.length === 3, 'three deliveries');
+    await consumer.cancel();
+    expect(flagged(c.got)).toEqual([
+      ['a', false],
+      ['b', false],
+      ['c', false],
+    ]);
+    await expectQueueEmpty(g.broker, q);
+  });
+
+  it('refuses work after close()', async () => {
+    const g = await f.gateway();
+    const q = f.queue();
+    await g.broker.close();
+    await expect(g.broker.publish('chat', `${f.namespace()}.x`, message('x'))).rejects.toBeInstanceOf(
+      BrokerUnavailableError,
+    );
+    await expect(g.broker.sendToQueue(q, message('x'))).rejects.toBeInstanceOf(BrokerUnavailableError);
+    await expect(g.broker.consume(q, 1, () => {})).rejects.toBeInstanceOf(BrokerUnavailableError);
+  });
+});
+
+describe('AmqpBroker through a failing network', () => {
+  const f = fixture(amqpEngine);
+  let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
+  beforeAll(async () => {
+    proxy = await startTcpProxy(RABBIT_PORT);
+  });
+  afterEach(async () => {
+    proxy.resume();
+    await f.cleanup();
+  });
+  afterAll(() => proxy.close());
+
+  it('goes down and comes back with bindings, consumers and unsettled deliveries restored', async () => {
+    const g = await f.gateway({ port: proxy.port, autoAck: false });
+    const health: BrokerHealth[] = [];
+    g.broker.onHealth((h) => health.push(h));
+    const ns = f.namespace();
+    const q = f.queue();
+    await g.broker.bind('chat', `${ns}.kept.#`);
+    await g.broker.bind('relay', `${ns}.relay`);
+    await g.broker.bind('chat', `${ns}.gone.#`);
+    const c = recorder(false);
+    await g.broker.consume(q, 10, c.handler);
+
+    // One unsettled delivery of each kind when the link drops.
+    await g.broker.publish('chat', `${ns}.kept.1`, message('before'));
+    await g.broker.sendToQueue(q, message('q-before'));
+    await until(() => g.topic.got.length === 1 && c.got.length === 1, 'the deliveries before the outage');
+
+    proxy.pause();
+    const unconfirmed = g.broker.publish('chat', `${ns}.kept.1`, message('unconfirmed'));
+    proxy.dropAll();
+    await expect(settledWithin(unconfirmed, 5_000)).rejects.toBeInstanceOf(BrokerUnavailableError);
+    await until(() => g.broker.health() === 'down', 'health down');
+
+    await expect(settledWithin(g.broker.publish('chat', `${ns}.kept.1`, message('x')), 5_000)).rejects.toBeInstanceOf(
+      BrokerUnavailableError,
+    );
+    await expect(settledWithin(g.broker.sendToQueue(q, message('x')), 5_000)).rejects.toBeInstanceOf(
+      BrokerUnavailableError,
+    );
+    await expect(settledWithin(g.broker.bind('chat', `${ns}.late`), 5_000)).rejects.toBeInstanceOf(
+      BrokerUnavailableError,
+    );
+    await g.broker.unbind('chat', `${ns}.gone.#`);
+
+    // Routed by another client while this gateway is away.
+    await withRabbit(async (conn) => {
+      const ch = await conn.createConfirmChannel();
+      ch.publish('chat.events', `${ns}.kept.2`, Buffer.from('during'));
+      ch.publish('amq.topic', `${ns}.relay`, Buffer.from('relay-during'));
+      ch.sendToQueue(q, Buffer.from('q-during'));
+      await ch.waitForConfirms();
+      await ch.close();
+    });
+
+    proxy.resume();
+    await until(() => g.broker.health() === 'up', 'health up');
+    expect(health).toEqual(['down', 'up']);
+
+    // Deliveries from the dead channels: settling them is a no-op (they come back anyway, flagged).
+    g.topic.got[0]!.ack();
+    c.got[0]!.ack();
+
+    await g.broker.publish('chat', `${ns}.kept.3`, message('after'));
+    await g.broker.publish('chat', `${ns}.gone.1`, message('unbound'));
+    await g.broker.sendToQueue(q, message('q-after'));
+    await until(() => g.topic.got.length === 5 && c.got.length === 4, 'the deliveries after the outage');
+    for (const d of [...g.topic.got.slice(1), ...c.got.slice(1)]) d.ack();
+
+    // Nothing else is on its way: markers sent now are the next and last deliveries.
+    await g.broker.bind('chat', `${ns}.end`);
+    await g.broker.publish('chat', `${ns}.end`, message('end'));
+    await g.broker.sendToQueue(q, message('q-end'));
+    await until(() => g.topic.got.length === 6 && c.got.length === 5, 'the end markers');
+    g.topic.got[5]!.ack();
+    c.got[4]!.ack();
+
+    const byText = (a: [string, boolean], b: [string, boolean]) => a[0].localeCompare(b[0]);
+    expect(flagged(g.topic.got.slice(0, 1))).toEqual([['before', false]]);
+    expect(flagged(g.topic.got.slice(1, 4)).sort(byText)).toEqual([
+      ['before', true],
+      ['during', false],
+      ['relay-during', false],
+    ]);
+    expect(flagged(g.topic.got.slice(4))).toEqual([
+      ['after', false],
+      ['end', false],
+    ]);
+    expect(flagged(c.got.slice(0, 1))).toEqual([['q-before', false]]);
+    expect(flagged(c.got.slice(1, 3)).sort(byText)).toEqual([
+      ['q-before', true],
+      ['q-during', false],
+    ]);
+    expect(flagged(c.got.slice(3))).toEqual([
+      ['q-after', false],
+      ['q-end', false],
+    ]);
+    expect(health).toEqual(['down', 'up']);
+  });
+
+  it('declares the gateway queue and its bindings again when it expired during an outage', async () => {
+    const g = await f.gateway({ port: proxy.port });
+    const ns = f.namespace();
+    await g.broker.bind('chat', `${ns}.rooms.*`);
+    await g.broker.bind('relay', `${ns}.plain`);
+    await g.broker.bind('chat', `${ns}.end`);
+
+    proxy.pause();
+    proxy.dropAll();
+    await until(() => g.broker.health() === 'down', 'health down');
+    // What x-expires does to the queue of a gateway gone for long enough.
+    await withRabbit(async (conn) => {
+      const ch = await conn.createChannel();
+      await ch.deleteQueue(`gateway.${g.id}`);
+      await ch.close();
+    });
+    proxy.resume();
+    await until(() => g.broker.health() === 'up', 'health up');
+
+    await g.broker.publish('chat', `${ns}.rooms.r1`, message('room'));
+    await g.broker.publish('relay', `${ns}.plain`, message('plain'));
+    await g.broker.publish('chat', `${ns}.end`, message('end'));
+    await until(() => g.topic.got.length === 3, 'three deliveries');
+    expect(g.topic.got.map((d) => [d.exchange, text(d)])).toEqual([
+      ['chat', 'room'],
+      ['relay', 'plain'],
+      ['chat', 'end'],
+    ]);
+  });
+
+  it('closes promptly during an outage and refuses work afterwards', async () => {
+    const g = await f.gateway({ port: proxy.port });
+    const health: BrokerHealth[] = [];
+    g.broker.onHealth((h) => health.push(h));
+    proxy.pause();
+    proxy.dropAll();
+    await until(() => g.broker.health() === 'down', 'health down');
+    await settledWithin(g.broker.close(), 5_000);
+    expect(g.broker.health()).toBe('down');
+    expect(health).toEqual(['down']);
+    await expect(g.broker.publish('chat', `${f.namespace()}.x`, message('x'))).rejects.toBeInstanceOf(
+      BrokerUnavailableError,
+    );
+  });
+});
