@@ -1,0 +1,92 @@
+/**
+ * STOMP frames (1.0, 1.1, 1.2): the frame type, the command sets, header escaping and the encoder.
+ * The streaming decoder is in parser.ts.
+ */
+
+export type StompVersion = '1.0' | '1.1' | '1.2';
+
+export interface Frame {
+  command: string;
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/** A protocol violation by the peer: the session must answer with ERROR and close. */
+export class StompProtocolError extends Error {
+  override readonly name = 'StompProtocolError';
+}
+
+export const CLIENT_COMMANDS: ReadonlySet<string> = new Set([
+  'CONNECT',
+  'STOMP',
+  'SEND',
+  'SUBSCRIBE',
+  'UNSUBSCRIBE',
+  'ACK',
+  'NACK',
+  'BEGIN',
+  'COMMIT',
+  'ABORT',
+  'DISCONNECT',
+]);
+
+export const SERVER_COMMANDS: ReadonlySet<string> = new Set(['CONNECTED', 'MESSAGE', 'RECEIPT', 'ERROR']);
+
+/** How header names and values are escaped on the wire. */
+export type HeaderEscaping = 'none' | '1.1' | '1.2';
+
+/** CONNECT and CONNECTED are never escaped, so that 1.0 peers can read them before a version is agreed. */
+export function headerEscaping(command: string, version: StompVersion): HeaderEscaping {
+  if (version === '1.0' || command === 'CONNECT' || command === 'CONNECTED') return 'none';
+  return version;
+}
+
+const ESCAPES: Readonly<Record<string, string>> = { '\\': '\\\\', '\n': '\\n', ':': '\\c', '\r': '\\r' };
+const escapeOne = (c: string): string => ESCAPES[c]!;
+const ESCAPED_12 = /[\\\n:\r]/g;
+const ESCAPED_11 = /[\\\n:]/g;
+// Without escaping, a line break or (in a name) a colon would corrupt the frame stream; they cannot be carried.
+const UNSAFE_LINE = /[\r\n]/g;
+const UNSAFE_NAME = /[\r\n:]/g;
+
+/** Escapes a header name or value; most have nothing to escape, and a plain scan finds that faster than a RegExp. */
+function escapeHeader(s: string, escaping: HeaderEscaping, isName: boolean): string {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x5c || c === 0x0a || c === 0x0d || c === 0x3a) {
+      if (escaping === '1.2') return s.replace(ESCAPED_12, escapeOne);
+      if (escaping === '1.1') return s.replace(ESCAPED_11, escapeOne);
+      return isName ? s.replace(UNSAFE_NAME, '_') : s.replace(UNSAFE_LINE, ' ');
+    }
+  }
+  return s;
+}
+
+/**
+ * Encodes a frame for a peer speaking `version`, in one Buffer allocation. `content-length` always states the real
+ * body length: it is added when the body is non-empty and the frame has none, and a given one is overwritten.
+ * In 1.0 (and in CONNECT/CONNECTED) CR and LF cannot be carried in headers: they become spaces (and a colon in a
+ * name becomes `_`), so that the stream stays well-formed.
+ */
+export function encodeFrame(frame: Frame, version: StompVersion): Buffer {
+  const escaping = headerEscaping(frame.command, version);
+  const body = frame.body;
+  let head = frame.command + '\n';
+  let hasLength = false;
+  for (const name of Object.keys(frame.headers)) {
+    if (name === 'content-length') {
+      hasLength = true;
+      head += `content-length:${body.length}\n`;
+    } else {
+      head += escapeHeader(name, escaping, true) + ':' + escapeHeader(frame.headers[name]!, escaping, false) + '\n';
+    }
+  }
+  if (!hasLength && body.length > 0) head += `content-length:${body.length}\n`;
+  head += '\n';
+  const headLength = Buffer.byteLength(head);
+  const out = Buffer.allocUnsafe(headLength + body.length + 1);
+  out.write(head, 0, headLength, 'utf8');
+  body.copy(out, headLength);
+  out[out.length - 1] = 0;
+  return out;
+}
