@@ -78,7 +78,8 @@ export class OutboundInterceptor {
   /**
    * Settle the copies of one broker delivery: each (receiver, sender, seq) is written at most once ever,
    * and every copy not yet delivered is written. Resolves when all are written, dropped or abandoned.
-   * Rejects, having written nothing it could not record, when the history fails: the caller must not ack.
+   * Rejects when a history call fails, writing nothing it has not claimed; the caller must not ack, and the
+   * broker's redelivery finishes the job. Later deliveries to the same receivers then reject too, to keep order.
    */
   async deliver(copies: readonly OutboundCopy[]): Promise<void> {
     // Queue places are taken now, synchronously, so that call order is write order.
