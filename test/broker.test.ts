@@ -207,8 +207,10 @@ describe.each([memoryEngine, amqpEngine])('Broker contract: $name', (engine) => 
     ]);
   });
 
-  it('delivers a confirmed publish exactly once, headers and body intact', async () => {
-    const g = await f.gateway();
+  it('delivers a confirmed publish exactly once, headers and body intact; settling twice is a no-op', async () => {
+    const g = await f.gateway({ autoAck: false });
+    const health: BrokerHealth[] = [];
+    g.broker.onHealth((h) => health.push(h));
     const ns = f.namespace();
     await g.broker.bind('chat', `${ns}.#`);
     const headers = {
@@ -221,10 +223,17 @@ describe.each([memoryEngine, amqpEngine])('Broker contract: $name', (engine) => 
     };
     const body = Buffer.from(JSON.stringify({ type: 'CHAT', text: 'héllo ✓' }));
     await g.broker.publish('chat', `${ns}.rooms.r1`, { headers, body });
-    await drainTopic(g, ns);
-
-    expect(g.topic.got).toHaveLength(2);
+    await until(() => g.topic.got.length === 1, 'the delivery');
     const d = g.topic.got[0]!;
+    d.ack();
+    d.ack();
+    d.nack(true);
+    await drainTopic(g, ns);
+    g.topic.got[1]!.ack();
+
+    // A second settlement reaching RabbitMQ would close the channel: the link would have gone down and up.
+    expect(health).toEqual([]);
+    expect(g.topic.got).toHaveLength(2);
     expect(d.exchange).toBe('chat');
     expect(d.routingKey).toBe(`${ns}.rooms.r1`);
     expect(d.redelivered).toBe(false);

@@ -67,7 +67,10 @@ class Link {
   readonly slots: Slot[] = [];
   /** Named queues declared on this connection, so each is declared once per connection. */
   readonly declared = new Map<string, Promise<unknown>>();
-  constructor(readonly conn: ChannelModel) {}
+  constructor(
+    readonly conn: ChannelModel,
+    readonly onTopic: DeliveryHandler,
+  ) {}
 }
 
 /** Where a queue consumer currently consumes, and what it holds there. */
@@ -134,7 +137,7 @@ export class AmqpBroker implements Broker {
     if (this.onTopic) throw new Error('broker already started');
     this.onTopic = onTopicDelivery;
     try {
-      await this.establish(true);
+      await this.establish(onTopicDelivery, true);
     } catch (err) {
       this.onTopic = null;
       throw new BrokerUnavailableError(`cannot connect to RabbitMQ: ${describe(err)}`);
@@ -233,14 +236,14 @@ export class AmqpBroker implements Broker {
    * On the first start the gateway queue left by an earlier process with this id is dropped, with its
    * bindings (unknown to this process) and its arguments (x-expires may have changed).
    */
-  private async establish(firstStart: boolean): Promise<void> {
+  private async establish(onTopic: DeliveryHandler, firstStart: boolean): Promise<void> {
     const conn = await connect(this.url, {
       timeout: CONNECT_TIMEOUT_MS,
       // A publish is several frames; without this, Nagle holds each confirm round trip for ~40 ms.
       noDelay: true,
       clientProperties: { connection_name: this.gatewayQueue },
     });
-    const link = new Link(conn);
+    const link = new Link(conn, onTopic);
     this.watch(link, conn, 'connection', () => this.lose(link, 'connection closed'));
     conn.on('blocked', (reason: string) => this.log.warn({ reason }, 'RabbitMQ blocked publishing'));
     conn.on('unblocked', () => this.log.info('RabbitMQ unblocked publishing'));
@@ -269,7 +272,7 @@ export class AmqpBroker implements Broker {
       await link.topic.prefetch(this.prefetch);
       const { consumerTag } = await link.topic.consume(this.gatewayQueue, (msg) => this.onTopicMessage(link, msg));
       link.topicTag = consumerTag;
-      await Promise.all([...this.consumers].map((consumer) => this.attach(link, consumer)));
+      await Promise.all([...this.consumers].map((consumer) => this.reattach(link, consumer)));
 
       if (!link.alive) throw new Error('connection lost while restoring');
       if (this.closing) throw new Error('broker closed while connecting');
@@ -322,23 +325,26 @@ export class AmqpBroker implements Broker {
   private lose(link: Link, reason: unknown): void {
     if (!link.alive) return;
     link.alive = false;
-    if (this.link === link) this.link = null;
-    this.log.warn({ reason: describe(reason) }, 'broker link lost');
     // Closing returns everything unsettled on the old channels to the queues, flagged redelivered.
     link.conn.close().catch(() => {});
+    // A link still being established is not in use: establish() notices and fails on its own.
+    if (this.link !== link) return;
+    this.link = null;
+    this.log.warn({ reason: describe(reason) }, 'broker link lost');
     this.setHealth('down');
     if (!this.closing) this.reconnect();
   }
 
   private reconnect(): void {
-    if (this.reconnecting) return;
+    const onTopic = this.onTopic;
+    if (this.reconnecting || !onTopic) return;
     this.reconnecting = (async () => {
       let delay = BACKOFF_MIN_MS;
       while (!this.closing) {
         await this.sleep(delay);
         if (this.closing) return;
         try {
-          await this.establish(false);
+          await this.establish(onTopic, false);
           if (this.link) return;
         } catch (err) {
           this.log.warn({ err: describe(err), retryInMs: delay }, 'broker reconnect failed');
@@ -452,12 +458,12 @@ export class AmqpBroker implements Broker {
       return;
     }
     const exchange = EXCHANGE_OF_NAME.get(msg.fields.exchange);
-    if (!exchange || !this.onTopic) {
+    if (!exchange) {
       this.log.warn({ exchange: msg.fields.exchange }, 'dropping a gateway queue message from an unknown exchange');
       settleQuietly(() => link.topic.nack(msg, false, false));
       return;
     }
-    this.dispatch(this.onTopic, toDelivery(link.topic, msg, exchange, msg.fields.routingKey));
+    this.dispatch(link.onTopic, toDelivery(link.topic, msg, exchange, msg.fields.routingKey));
   }
 
   private onQueueMessage(consumer: ConsumerState, att: Attachment, msg: ConsumeMessage | null): void {
@@ -468,7 +474,7 @@ export class AmqpBroker implements Broker {
       consumer.attachment = null;
       att.slot.consumers--;
       att.link.declared.delete(consumer.queue);
-      if (!consumer.cancelled) this.attach(att.link, consumer).catch((err) => this.lose(att.link, err));
+      if (!consumer.cancelled) void this.reattach(att.link, consumer);
       return;
     }
     if (consumer.cancelled) {
@@ -534,9 +540,23 @@ export class AmqpBroker implements Broker {
   private onSlotLost(link: Link, slot: Slot): void {
     removeSlot(link, slot);
     for (const consumer of this.consumers) {
-      if (consumer.attachment?.slot !== slot) continue;
-      consumer.attachment = null;
-      this.attach(link, consumer).catch((err) => this.lose(link, err));
+      if (consumer.attachment?.slot === slot) void this.reattach(link, consumer);
+    }
+  }
+
+  /**
+   * Attach a registered consumer again (new link, lost channel, cancelled by the broker). One that cannot be
+   * attached (say its queue was redeclared with other arguments) stays registered, detached, and is tried
+   * again on the next link, rather than keeping the whole link down.
+   */
+  private async reattach(link: Link, consumer: ConsumerState): Promise<void> {
+    consumer.attachment = null;
+    try {
+      await this.attach(link, consumer);
+    } catch (err) {
+      if (link.alive) {
+        this.log.error({ err: describe(err), queue: consumer.queue }, 'cannot consume; retried after a reconnect');
+      }
     }
   }
 

@@ -47,8 +47,10 @@ class MemoryQueue {
     this.schedule();
   }
 
+  /** A prefetch of 0 means no limit, as in AMQP. */
   addConsumer(prefetch: number, handler: DeliveryHandler): Consumer {
-    const consumer: Consumer = { prefetch, handler, unsettled: new Set(), active: true };
+    const limit = prefetch > 0 ? prefetch : Infinity;
+    const consumer: Consumer = { prefetch: limit, handler, unsettled: new Set(), active: true };
     this.consumers.push(consumer);
     this.schedule();
     return consumer;
@@ -126,10 +128,13 @@ export class MemoryBroker implements Broker {
   private readonly bindings: Record<Exchange, Set<string>> = { chat: new Set(), relay: new Set() };
   private readonly queues = new Map<string, MemoryQueue>();
   private readonly consumers = new Set<{ queue: MemoryQueue; consumer: Consumer }>();
+  private started = false;
   private closed = false;
 
   async start(onTopicDelivery: DeliveryHandler): Promise<void> {
     this.assertOpen();
+    if (this.started) throw new Error('broker already started');
+    this.started = true;
     this.consumers.add({ queue: this.topicQueue, consumer: this.topicQueue.addConsumer(Infinity, onTopicDelivery) });
   }
 
