@@ -13,8 +13,11 @@ import { MIGRATIONS_DIR, NO_FILTERS, withSchemaEngine } from './schema-engine.ts
  * elsewhere agrees). Applied migrations are skipped, so a second start applies nothing.
  */
 
-/** Serializes gateways that start at once against one PostgreSQL; any constant other than Prisma's own (72707369). */
-const MIGRATION_LOCK_KEY = 0x63686174; // "chat"
+/**
+ * Serializes gateways that start at once against one PostgreSQL. The engine also takes Prisma's own lock
+ * (72707369) on its connection and leaves it to the session's end; this one does not rely on that.
+ */
+export const MIGRATION_LOCK_KEY = 0x63686174; // "chat"
 
 const LOCKFILE = 'migration_lock.toml';
 
@@ -66,9 +69,12 @@ export function migratePGlite(db: PGlite, log: Logger): Promise<string[]> {
 /** Migrates a PostgreSQL database, holding an advisory lock so that concurrent starts take turns. */
 export async function migratePostgres(url: string, log: Logger): Promise<string[]> {
   const lock = new pg.Client({ connectionString: url });
+  // Idle while the engine works; losing it then must not crash the process (the lock is lost with it).
+  lock.on('error', (err) => log.warn({ err }, 'migration lock connection failed'));
   await lock.connect();
   try {
     await lock.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    // One connection: the engine's session lock is taken and released (by ending the pool) on the same session.
     const pool = new pg.Pool({ connectionString: url, max: 1 });
     try {
       return await apply(postgresMigrationAdapter(pool), log);
