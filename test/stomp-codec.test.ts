@@ -364,6 +364,14 @@ describe('FrameParser: errors', () => {
     expect(protocolError(['SEND\ncontent-length:3\n\nab', 'c', '\n'])).toBe('frame body not terminated by NUL');
   });
 
+  it('refuses a NUL before the end of the headers at once, instead of waiting for a line end', () => {
+    const nul = 'malformed frame: NUL before the end of the headers';
+    expect(protocolError(Buffer.from([0xff, 0xfe, 0x00, 0x13, 0x37]))).toBe(nul);
+    expect(protocolError('SEND\ndestination:/a\0')).toBe(nul);
+    expect(protocolError('SEND\ndesti\0nation:/a\n\n\0')).toBe(nul);
+    expect(protocolError(['SEND\nfoo', '\0'])).toBe(nul);
+  });
+
   it('stays dead after a protocol error, throwing the same error', () => {
     const parser = new FrameParser(LIMITS);
     const thrown = (chunk: string): unknown => {

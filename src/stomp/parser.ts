@@ -156,6 +156,7 @@ export class FrameParser {
     for (;;) {
       const lf = buf.indexOf(LF, this.scan);
       if (lf === -1) {
+        if (buf.indexOf(NUL, this.scan) !== -1) throw nulInHeaders();
         // A command line longer than any command (plus a CR) can only be an unknown command.
         if (buf.length - this.start > this.maxCommandLength + 1) {
           throw unknownCommand(buf.toString('utf8', this.start, this.start + this.maxCommandLength + 1));
@@ -191,6 +192,8 @@ export class FrameParser {
     for (;;) {
       const lf = buf.indexOf(LF, this.scan);
       if (lf === -1) {
+        // Without this a frame like `SEND\nfoo\0` would wait forever for a header line that cannot come.
+        if (buf.indexOf(NUL, this.scan) !== -1) throw nulInHeaders();
         const partial = buf.length - this.lineStart;
         // One byte over the limit may still be the CR of a CR LF.
         if (partial > maxHeaderBytes + 1 || (partial === maxHeaderBytes + 1 && buf[buf.length - 1] !== CR)) {
@@ -202,6 +205,7 @@ export class FrameParser {
       }
       const lineEnd = lf > this.lineStart && buf[lf - 1] === CR ? lf - 1 : lf;
       if (lineEnd === this.lineStart) {
+        if (buf.subarray(this.headersStart, this.lineStart).includes(NUL)) throw nulInHeaders();
         if (this.headerCount > 0) this.addHeaders(buf.toString('utf8', this.headersStart, this.lineStart));
         this.bodyStart = this.scan = lf + 1;
         this.phase = BODY;
@@ -317,3 +321,5 @@ function printable(s: string): string {
 function quote(s: string): string {
   return JSON.stringify(s.length > 32 ? s.slice(0, 32) : s);
 }
+
+const nulInHeaders = (): StompProtocolError => new StompProtocolError('malformed frame: NUL before the end of the headers');
