@@ -1,0 +1,158 @@
+import type { BrokerMessage } from '../broker/broker.ts';
+import { roomEventMessage } from '../broker/messages.ts';
+import type { Logger } from '../logger.ts';
+import type { StoredEvent } from '../store/messages.ts';
+import type { FanoutTarget } from './fanout.ts';
+import type { OutboundCopy, OutboundInterceptor } from './interceptor.ts';
+
+export interface RoomFeedOptions {
+  roomId: string;
+  /** The last seq the subscriber already has: its `since-seq`, or the room's last seq when it subscribed. */
+  afterSeq: number;
+  /** A copy of `message` for this subscriber, or null when its session is gone. */
+  copy(message: BrokerMessage): OutboundCopy | null;
+  interceptor: OutboundInterceptor;
+  since(roomId: string, afterSeq: number, limit: number): Promise<StoredEvent[]>;
+  lastSeq(roomId: string): Promise<number>;
+  /** More than `replayLimit` events are missing: tell the client to page history from `fromSeq` over REST. */
+  resync(fromSeq: number): void;
+  replayLimit: number;
+  /** How long an out-of-order event waits for the ones before it to arrive live before they are read from the store. */
+  gapWaitMs: number;
+  log: Logger;
+}
+
+/**
+ * One subscriber's view of a room: its events in seq order, gap-free. Events that overtook an earlier one
+ * (published by another gateway, or after a publish that failed) are held until the gap closes, or read from
+ * the store after `gapWaitMs`. Replay on subscribe (`since-seq`) uses the same path, so there is no gap and no
+ * duplicate between replay and live. Events without a seq (READ, TYPING, PRESENCE) pass straight through.
+ */
+export class RoomFeed implements FanoutTarget {
+  /** The next seq this subscriber should see. */
+  private next: number;
+  /** The highest seq actually written to the socket; a failed delivery restarts from here. */
+  private written: number;
+  private readonly held = new Map<number, BrokerMessage>();
+  private filling = false;
+  private gapTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(private readonly o: RoomFeedOptions) {
+    this.next = o.afterSeq + 1;
+    this.written = o.afterSeq;
+  }
+
+  /** Replay what the subscriber missed, then release what arrived live meanwhile. */
+  start(): Promise<void> {
+    return this.fill();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.gapTimer);
+    this.held.clear();
+  }
+
+  offer(message: BrokerMessage): OutboundCopy[] {
+    const seq = seqOf(message);
+    if (seq === null) return this.copies([message]);
+    if (seq < this.next) return [];
+    if (this.filling || seq > this.next) {
+      this.held.set(seq, message);
+      this.armGapTimer();
+      return [];
+    }
+    return this.copies(this.takeRun(message));
+  }
+
+  failed(): void {
+    // Restart from what surely reached the socket; the history drops whatever of the rest was delivered after all.
+    this.next = this.written + 1;
+    this.held.clear();
+    this.armGapTimer();
+  }
+
+  /** `first` (which is `next`) and every held event that follows it without a gap. */
+  private takeRun(first: BrokerMessage): BrokerMessage[] {
+    const run = [first];
+    this.next++;
+    for (let m = this.held.get(this.next); m; m = this.held.get(this.next)) {
+      this.held.delete(this.next);
+      run.push(m);
+      this.next++;
+    }
+    for (const seq of this.held.keys()) if (seq < this.next) this.held.delete(seq);
+    if (this.held.size === 0) clearTimeout(this.gapTimer);
+    return run;
+  }
+
+  private copies(messages: BrokerMessage[]): OutboundCopy[] {
+    const out: OutboundCopy[] = [];
+    for (const m of messages) {
+      const copy = this.o.copy(m);
+      if (!copy) continue;
+      const seq = seqOf(m);
+      out.push(
+        seq === null
+          ? copy
+          : {
+              key: copy.key,
+              write: () => {
+                const ok = copy.write();
+                if (ok && seq > this.written) this.written = seq;
+                return ok;
+              },
+            },
+      );
+    }
+    return out;
+  }
+
+  private armGapTimer(): void {
+    if (this.gapTimer || this.filling || this.stopped) return;
+    this.gapTimer = setTimeout(() => {
+      this.gapTimer = undefined;
+      this.fill().catch((err: unknown) => this.o.log.warn({ err, roomId: this.o.roomId }, 'gap fill failed'));
+    }, this.o.gapWaitMs);
+    this.gapTimer.unref();
+  }
+
+  /** Read from the store everything after `next - 1` (up to the replay limit) and deliver it, then release held events. */
+  private async fill(): Promise<void> {
+    if (this.stopped || this.filling) return;
+    this.filling = true;
+    clearTimeout(this.gapTimer);
+    this.gapTimer = undefined;
+    try {
+      const limit = this.o.replayLimit;
+      const stored = await this.o.since(this.o.roomId, this.next - 1, limit + 1);
+      if (stored.length > limit) {
+        this.o.resync(this.next);
+        this.next = (await this.o.lastSeq(this.o.roomId)) + 1;
+      } else if (stored.length > 0) {
+        const messages = stored.map((s) => roomEventMessage(s.event, { session: s.senderSession, seq: s.senderSeq }));
+        this.next = stored[stored.length - 1]!.event.seq + 1;
+        await this.o.interceptor.deliver(this.copies(messages));
+      }
+      this.filling = false;
+      if (this.stopped) return;
+      for (const seq of this.held.keys()) if (seq < this.next) this.held.delete(seq);
+      const first = this.held.get(this.next);
+      if (first) {
+        this.held.delete(this.next);
+        await this.o.interceptor.deliver(this.copies(this.takeRun(first)));
+      }
+      if (this.held.size > 0) this.armGapTimer();
+    } catch (err) {
+      this.filling = false;
+      this.failed();
+      throw err;
+    }
+  }
+}
+
+function seqOf(message: BrokerMessage): number | null {
+  const raw = message.headers.seq;
+  return raw === undefined ? null : Number(raw);
+}
