@@ -104,6 +104,11 @@ export class RoomStore {
     return room;
   }
 
+  /** The seq of the room's newest event (0 for none). @throws ChatError NOT_FOUND. */
+  async lastSeq(roomId: string): Promise<number> {
+    return (await this.get(roomId)).lastSeq;
+  }
+
   async isMember(roomId: string, userId: string): Promise<boolean> {
     if (!isUuid(roomId) || !isUuid(userId)) return false;
     const found = await this.prisma.membership.findUnique({

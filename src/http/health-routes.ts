@@ -1,0 +1,24 @@
+import { Router } from 'express';
+
+export interface HealthProbe {
+  /** Whether the database answers and the broker link is up. */
+  ready(): Promise<{ database: boolean; broker: boolean }>;
+  /** Prometheus text exposition. */
+  metrics(): string;
+}
+
+export function healthRoutes(probe: HealthProbe): Router {
+  const router = Router();
+  router.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  router.get('/readyz', async (_req, res) => {
+    const checks = await probe.ready();
+    const ok = checks.database && checks.broker;
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not ready', ...checks });
+  });
+  router.get('/metrics', (_req, res) => {
+    res.type('text/plain; version=0.0.4').send(probe.metrics());
+  });
+  return router;
+}
