@@ -1,0 +1,178 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import { Dispatcher } from './app/dispatcher.ts';
+import { GatewayOrigin } from './app/origin.ts';
+import { Relay } from './app/relay.ts';
+import { RoomService } from './app/rooms.ts';
+import { loadJwtSecret, TokenService } from './auth/tokens.ts';
+import { AmqpBroker } from './broker/amqp-broker.ts';
+import type { Broker } from './broker/broker.ts';
+import { MemoryBroker } from './broker/memory-broker.ts';
+import type { Config } from './config.ts';
+import { Fanout } from './delivery/fanout.ts';
+import type { DeliveryHistory } from './delivery/history.ts';
+import { OutboundInterceptor } from './delivery/interceptor.ts';
+import { MemoryHistory } from './delivery/memory-history.ts';
+import { RedisHistory } from './delivery/redis-history.ts';
+import { createApi } from './http/api.ts';
+import { authRoutes } from './http/auth-routes.ts';
+import { healthRoutes } from './http/health-routes.ts';
+import { roomRoutes } from './http/room-routes.ts';
+import type { Logger } from './logger.ts';
+import { StompServer } from './stomp/server.ts';
+import { openDatabase } from './store/database.ts';
+import { MessageStore } from './store/messages.ts';
+import { RoomStore } from './store/rooms.ts';
+import { UserStore } from './store/users.ts';
+
+export interface Gateway {
+  readonly id: string;
+  readonly http: Server;
+  /** `http://host:port` the gateway listens on. */
+  readonly url: string;
+  readonly interceptor: OutboundInterceptor;
+  readonly stomp: StompServer;
+  /** Graceful stop: refuse new clients, settle in-flight deliveries, tell clients to reconnect, close everything. */
+  close(): Promise<void>;
+}
+
+/** How long a room feed waits for an overtaken event before reading it from the store. */
+const GAP_WAIT_MS = 150;
+const LOCK_TTL_MS = 5_000;
+
+/** The composition root: builds every engine from the configuration and wires the path of a message through them. */
+export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
+  const gatewayId = config.GATEWAY_ID ?? `${process.pid}-${Date.now().toString(36)}`;
+  const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, log });
+  const users = new UserStore(db.prisma);
+  const roomStore = new RoomStore(db.prisma);
+  const messages = new MessageStore(db.prisma);
+  const tokens = new TokenService(
+    await loadJwtSecret(config.JWT_SECRET, config.DATA_DIR),
+    config.ACCESS_TOKEN_TTL_S,
+    config.REFRESH_TOKEN_TTL_S,
+  );
+
+  const broker: Broker = config.BROKER_URL
+    ? new AmqpBroker({
+        url: config.BROKER_URL,
+        gatewayId,
+        prefetch: config.BROKER_PREFETCH,
+        queueExpiresMs: config.BROKER_QUEUE_EXPIRES_MS,
+        log,
+      })
+    : new MemoryBroker();
+  const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2 }) : undefined;
+  const history: DeliveryHistory = redis
+    ? new RedisHistory({ redis, window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS })
+    : new MemoryHistory({ window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS });
+  const interceptor = new OutboundInterceptor(history);
+  const fanout = new Fanout(broker, interceptor, log);
+  await broker.start(fanout.onDelivery);
+
+  const origin = new GatewayOrigin();
+  const rooms = new RoomService(users, roomStore, messages, broker, origin);
+  const relay = new Relay(broker, fanout, interceptor, config.BROKER_PREFETCH);
+  const dispatcher = new Dispatcher(
+    tokens,
+    rooms,
+    roomStore,
+    messages,
+    fanout,
+    relay,
+    interceptor,
+    history,
+    broker,
+    origin,
+    { resumeTtlS: config.RESUME_TTL_S, replayLimit: config.REPLAY_LIMIT, tokenGraceS: config.TOKEN_GRACE_S, gapWaitMs: GAP_WAIT_MS },
+    log,
+  );
+
+  const api = createApi(
+    {
+      '/': healthRoutes({
+        ready: async () => ({
+          database: await db.prisma.$queryRaw`SELECT 1`.then(() => true, () => false),
+          broker: broker.health() === 'up',
+        }),
+        metrics: () => metricsText(gatewayId, dispatcher.sessionCount, interceptor, broker),
+      }),
+      '/api/auth': authRoutes(users, tokens),
+      '/api/rooms': roomRoutes(tokens, rooms, roomStore, async () => new Set()),
+    },
+    log,
+  );
+  const http = createServer(api);
+  const stomp = new StompServer(
+    http,
+    dispatcher,
+    {
+      maxFrameBytes: config.MAX_FRAME_BYTES,
+      maxHeaders: config.MAX_HEADERS,
+      maxHeaderBytes: config.MAX_HEADER_BYTES,
+      maxSubscriptions: config.MAX_SUBSCRIPTIONS,
+      maxPendingBytes: config.MAX_PENDING_BYTES,
+      maxQueuedFrames: config.RATE_LIMIT_PER_S * 2,
+      heartbeatMs: config.HEARTBEAT_MS,
+      ratePerSecond: config.RATE_LIMIT_PER_S,
+    },
+    log,
+  );
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(config.PORT, config.HOST, resolve);
+  });
+  const address = http.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`.replace(
+    /\/\/(0\.0\.0\.0|\[::\])/,
+    '//127.0.0.1',
+  );
+  log.info({ url, gatewayId, database: db.kind, broker: config.BROKER_URL ? 'rabbitmq' : 'memory', history: redis ? 'redis' : 'memory' }, 'gateway listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      stomp.stopAccepting();
+      http.close();
+      // Stop taking deliveries first; what is unsettled goes back to the broker for another gateway.
+      await broker.close().catch((err: unknown) => log.warn({ err }, 'broker close failed'));
+      for (const session of stomp.sessions) {
+        session.fail('server shutting down', 'this gateway is stopping; reconnect with session-resume', { reconnect: 'true' });
+      }
+      await stomp.close();
+      http.closeAllConnections();
+      await history.close().catch((err: unknown) => log.warn({ err }, 'history close failed'));
+      await db.close();
+      log.info({ gatewayId }, 'gateway stopped');
+    })());
+
+  return { id: gatewayId, http, url, interceptor, stomp, close };
+}
+
+function metricsText(gatewayId: string, sessions: number, interceptor: OutboundInterceptor, broker: Broker): string {
+  const { written, dropped, abandoned } = interceptor.stats;
+  const mem = process.memoryUsage();
+  const label = `{gateway="${gatewayId}"}`;
+  return [
+    '# HELP chat_sessions Connected STOMP sessions.',
+    '# TYPE chat_sessions gauge',
+    `chat_sessions${label} ${sessions}`,
+    '# HELP chat_delivered_total MESSAGE frames written by the outbound interceptor.',
+    '# TYPE chat_delivered_total counter',
+    `chat_delivered_total${label} ${written}`,
+    '# HELP chat_duplicates_dropped_total Redelivered copies dropped by the outbound interceptor.',
+    '# TYPE chat_duplicates_dropped_total counter',
+    `chat_duplicates_dropped_total${label} ${dropped}`,
+    '# HELP chat_abandoned_total Copies not written because the receiver had gone.',
+    '# TYPE chat_abandoned_total counter',
+    `chat_abandoned_total${label} ${abandoned}`,
+    '# HELP chat_broker_up Whether the broker link is up.',
+    '# TYPE chat_broker_up gauge',
+    `chat_broker_up${label} ${broker.health() === 'up' ? 1 : 0}`,
+    '# HELP process_resident_memory_bytes Resident set size.',
+    '# TYPE process_resident_memory_bytes gauge',
+    `process_resident_memory_bytes${label} ${mem.rss}`,
+    '',
+  ].join('\n');
+}
