@@ -1,0 +1,68 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig } from '../../src/config.ts';
+import { startGateway, type Gateway } from '../../src/gateway.ts';
+import { createLogger } from '../../src/logger.ts';
+import { connectStomp, type TestClient } from './stomp-client.ts';
+
+export interface TestServer {
+  gateway: Gateway;
+  url: string;
+  wsUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Start a gateway on a free port with its own data dir; `env` overrides the configuration (e.g. DATABASE_URL). */
+export async function startTestGateway(env: Record<string, string> = {}): Promise<TestServer> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'chat-test-'));
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...env });
+  const gateway = await startGateway(config, createLogger(process.env.TEST_LOG_LEVEL ?? config.LOG_LEVEL));
+  return {
+    gateway,
+    url: gateway.url,
+    wsUrl: `${gateway.url.replace('http', 'ws')}/ws`,
+    async stop() {
+      await gateway.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TestUser {
+  id: string;
+  username: string;
+  accessToken: string;
+  refreshToken: string;
+}
+
+export async function api<T = unknown>(baseUrl: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${baseUrl}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+let userSeq = 0;
+
+/** Sign up and log in a fresh user. */
+export async function newUser(baseUrl: string, prefix = 'user'): Promise<TestUser> {
+  const username = `${prefix}${process.pid}x${++userSeq}x${Date.now().toString(36)}`.slice(0, 32);
+  const password = 'correct horse battery';
+  const signup = await api<{ id: string }>(baseUrl, 'POST', '/api/auth/signup', { username, password });
+  if (signup.status !== 201) throw new Error(`signup failed: ${signup.status} ${JSON.stringify(signup.body)}`);
+  const login = await api<{ accessToken: string; refreshToken: string; user: { id: string } }>(baseUrl, 'POST', '/api/auth/login', {
+    username,
+    password,
+  });
+  if (login.status !== 200) throw new Error(`login failed: ${login.status}`);
+  return { id: login.body.user.id, username, accessToken: login.body.accessToken, refreshToken: login.body.refreshToken };
+}
+
+/** Connect `user` over STOMP with its access token. */
+export function connectAs(server: { wsUrl: string }, user: TestUser, extra: Record<string, string> = {}): Promise<TestClient> {
+  return connectStomp(server.wsUrl, { Authorization: `Bearer ${user.accessToken}`, ...extra });
+}
