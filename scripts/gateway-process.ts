@@ -1,0 +1,51 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export interface GatewayProcess {
+  readonly name: string;
+  readonly port: number;
+  readonly url: string;
+  readonly child: ChildProcess;
+  /** Resolves with the exit code (or signal name) once the process has gone. */
+  readonly exited: Promise<number | string>;
+  /** SIGTERM (graceful) or SIGKILL (a crash). */
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/**
+ * Run one gateway (`src/main.ts`) as a child process on `port` with `env` on top of this process's environment,
+ * and resolve once it answers /healthz. Its log lines go to `onLog` (default: dropped).
+ */
+export async function startGatewayProcess(
+  name: string,
+  port: number,
+  env: Record<string, string>,
+  onLog: (line: string) => void = () => {},
+): Promise<GatewayProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: String(port), GATEWAY_ID: env.GATEWAY_ID ?? name },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const forward = (chunk: Buffer) => {
+    for (const line of chunk.toString().split('\n')) if (line) onLog(`[${name}] ${line}`);
+  };
+  child.stdout!.on('data', forward);
+  child.stderr!.on('data', forward);
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const state = await Promise.race([exited.then((c) => `exited ${c}`), fetch(`${url}/healthz`).then((r) => (r.ok ? 'up' : 'down'), () => 'down')]);
+    if (state === 'up') break;
+    if (state.startsWith('exited')) throw new Error(`gateway ${name} ${state} before it was up`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`gateway ${name} not up within 60 s`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { name, port, url, child, exited, kill: (signal = 'SIGTERM') => void child.kill(signal) };
+}
