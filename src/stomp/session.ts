@@ -243,11 +243,13 @@ export class StompSession {
         this.transactions.set(tx, []);
         return;
       }
-      case 'COMMIT': {
-        const frames = this.takeTransaction(frame);
-        for (const f of frames) await this.dispatch(f);
+      case 'COMMIT':
+        // A buffered frame's RECEIPT goes out once it has taken effect, as RabbitMQ's STOMP does; ABORT sends none.
+        for (const f of this.takeTransaction(frame)) {
+          await this.dispatch(f);
+          this.receipt(f);
+        }
         return;
-      }
       case 'ABORT':
         this.takeTransaction(frame);
         return;
@@ -266,7 +268,6 @@ export class StompSession {
     const frames = this.transactions.get(tx);
     if (!frames) throw new ChatError('BAD_REQUEST', `no transaction ${tx}`);
     frames.push(frame);
-    this.receipt(frame);
     return true;
   }
 
