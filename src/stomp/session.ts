@@ -104,11 +104,12 @@ export class StompSession {
   sendMessage(sub: Subscription, headers: Record<string, string>, body: Buffer): string | null {
     if (this.closed) return null;
     const messageId = `${this.id}-${++this.messageSeq}`;
+    // The message may name its real destination (a wildcard subscription's match); the frame's identity is ours.
     const frameHeaders: Record<string, string> = {
-      subscription: sub.id,
-      'message-id': messageId,
       destination: sub.destination,
       ...headers,
+      subscription: sub.id,
+      'message-id': messageId,
     };
     if (sub.ack !== 'auto') frameHeaders.ack = messageId;
     this.write({ command: 'MESSAGE', headers: frameHeaders, body });
