@@ -61,7 +61,8 @@ export class Relay {
 
   /** Subscribe to a topic pattern; returns the cleanup to run on UNSUBSCRIBE or disconnect. */
   async subscribeTopic(session: StompSession, sub: Subscription, pattern: string): Promise<() => Promise<void>> {
-    const target: FanoutTarget = directTarget((m) => copyFor(session, sub, m));
+    // Web-STOMP flags every MESSAGE; a topic copy is written at most once, so never as a redelivery.
+    const target: FanoutTarget = directTarget((m) => copyFor(session, sub, { ...m, headers: { ...m.headers, redelivered: 'false' } }));
     await this.fanout.add('relay', pattern, target);
     return () => this.fanout.remove('relay', pattern, target);
   }
