@@ -1,7 +1,7 @@
 import { BrokerUnavailableError, type Broker, type BrokerMessage, type Delivery, type QueueConsumer } from '../broker/broker.ts';
 import { originOf } from '../broker/messages.ts';
 import { ChatError } from '../contract/errors.ts';
-import { directTarget, type Fanout, type FanoutTarget } from '../delivery/fanout.ts';
+import type { Fanout, FanoutTarget } from '../delivery/fanout.ts';
 import { copyFor, deliveryKey } from '../delivery/copy.ts';
 import type { OutboundCopy, OutboundInterceptor } from '../delivery/interceptor.ts';
 import type { Frame } from '../stomp/frame.ts';
@@ -61,8 +61,19 @@ export class Relay {
 
   /** Subscribe to a topic pattern; returns the cleanup to run on UNSUBSCRIBE or disconnect. */
   async subscribeTopic(session: StompSession, sub: Subscription, pattern: string): Promise<() => Promise<void>> {
-    // Web-STOMP flags every MESSAGE; a topic copy is written at most once, so never as a redelivery.
-    const target: FanoutTarget = directTarget((m) => copyFor(session, sub, { ...m, headers: { ...m.headers, redelivered: 'false' } }));
+    const target: FanoutTarget = {
+      offer(m) {
+        // Web-STOMP flags every MESSAGE; a topic copy is written at most once, so never as a redelivery.
+        const message: BrokerMessage = { ...m, headers: { ...m.headers, redelivered: 'false' } };
+        if (!originOf(m)) {
+          // Published outside the gateways (RabbitMQ's own STOMP, AMQP clients): nothing to deduplicate by.
+          session.sendMessage(sub, message.headers, message.body);
+          return [];
+        }
+        const copy = copyFor(session, sub, message);
+        return copy ? [copy] : [];
+      },
+    };
     await this.fanout.add('relay', pattern, target);
     return () => this.fanout.remove('relay', pattern, target);
   }
