@@ -124,29 +124,35 @@ export class Relay {
   private onQueueDelivery(session: StompSession, sub: Subscription, state: QueueSubscription, d: Delivery): void {
     const origin = originOf(d.message);
     const key = origin ? `${origin.session}|${origin.seq}` : '';
-    let messageId: string | null = null;
+    let written = false;
     const write = (): boolean => {
-      messageId = session.sendMessage(sub, { ...d.message.headers, redelivered: String(d.redelivered) }, d.message.body);
-      return messageId !== null;
-    };
-    const settled = (): void => {
-      if (sub.ack === 'auto') return messageId === null && !session.isOpen ? d.nack(true) : d.ack();
-      if (messageId !== null) {
+      const messageId = session.sendMessage(sub, { ...d.message.headers, redelivered: String(d.redelivered) }, d.message.body);
+      if (messageId === null) return false;
+      written = true;
+      // Settled or registered as the frame goes out, not once the history has recorded it: the client may ACK at once.
+      if (sub.ack === 'auto') d.ack();
+      else {
         state.unacked.set(messageId, { delivery: d, key });
         state.byKey.set(key, messageId);
-        return;
       }
+      return true;
+    };
+    const unwritten = (): void => {
+      if (written) return;
       // Dropped as already delivered: the client still holds the first frame, whose ACK now settles this copy.
-      const earlier = state.byKey.get(key);
+      const earlier = sub.ack === 'auto' ? undefined : state.byKey.get(key);
       if (earlier) state.unacked.set(earlier, { delivery: d, key });
       else if (session.isOpen) d.ack();
       else d.nack(true);
     };
     if (!origin || state.nacked.delete(key)) {
       write();
-      return settled();
+      return unwritten();
     }
     const copy: OutboundCopy = { key: deliveryKey(session, sub, origin), write };
-    this.interceptor.deliver([copy]).then(settled, () => d.nack(true));
+    // A frame already written stays with the client to settle, even if the history failed to record it.
+    this.interceptor.deliver([copy]).then(unwritten, () => {
+      if (!written) d.nack(true);
+    });
   }
 }
