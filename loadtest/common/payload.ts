@@ -18,12 +18,15 @@ export const loadText = (s: LoadStamp): string => `${PREFIX}${s.sentAt.toFixed(3
 export function loadOf(body: string): LoadStamp | null {
   const at = body.indexOf(PREFIX);
   if (at < 0) return null;
-  let end = body.indexOf('"', at);
-  if (end < 0) end = body.length;
-  const parts = body.slice(at + PREFIX.length, end).split('|');
-  if (parts.length !== 3) return null;
-  const sentAt = Number(parts[0]);
-  const sender = Number(parts[1]);
-  const n = Number(parts[2]);
-  return Number.isFinite(sentAt) && Number.isInteger(sender) && Number.isInteger(n) ? { sentAt, sender, n } : null;
+  // Scanned by hand: this runs once per delivery in the generator.
+  const a = at + PREFIX.length;
+  const b = body.indexOf('|', a);
+  const c = b < 0 ? -1 : body.indexOf('|', b + 1);
+  if (c < 0) return null;
+  let end = c + 1;
+  while (end < body.length && body.charCodeAt(end) >= 0x30 && body.charCodeAt(end) <= 0x39) end++;
+  const sentAt = +body.slice(a, b);
+  const sender = +body.slice(b + 1, c);
+  const n = +body.slice(c + 1, end);
+  return Number.isFinite(sentAt) && Number.isInteger(sender) && Number.isInteger(n) && end > c + 1 ? { sentAt, sender, n } : null;
 }

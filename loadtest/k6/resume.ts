@@ -61,8 +61,8 @@ export default function (s: Setup): void {
   const auth = (u: User): Record<string, string> => ({ Authorization: `Bearer ${u.accessToken}` });
   const room = destinations.roomTopic(s.roomId);
   const send = destinations.roomAction(s.roomId, 'send');
-  /** The marker message of this iteration has a negative number of its own. */
-  const marker = -1 - __ITER;
+  /** The marker message of this iteration has a number of its own, above any missed message's. */
+  const marker = 1_000_000 + __ITER;
   const stored = `stored-${__ITER}`;
 
   const writer = openSession(auth(s.writer), 0, {

@@ -9,6 +9,7 @@
  * Common: --workers N (generator processes), --url http://host:port [--pid N] (a gateway already running),
  * --profile (the started gateway writes a V8 CPU profile under loadtest/results/profiles), --env K=V,K=V.
  */
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { runConnections, printConnections } from './connections.ts';
 import { FanoutSession, printFanout, sweep } from './fanout.ts';
@@ -56,6 +57,8 @@ const env: Record<string, string> = {
 };
 const running = await startTarget(values.target as TargetName, { services, url: values.url, pid: values.pid ? num(values.pid) : undefined, env, cpuProfile: values.profile });
 const target = running.target;
+/** Others' work on the machine shows here: every result file records it. */
+const machine = { loadavgAtStart: loadavg() };
 
 try {
   switch (scenario) {
@@ -66,7 +69,7 @@ try {
         if (scenario === 'fanout') {
           const r = await session.run(num(values.rate), num(values.duration) * 1000, 10_000);
           printFanout(`fan-out against ${target.name}`, [r]);
-          console.log(`\nwrote ${writeResult('fanout', { env, result: r })}`);
+          console.log(`\nwrote ${writeResult('fanout', { env, machine, result: r })}`);
         } else {
           const s = await sweep(session, {
             fromRate: num(values.from),
@@ -78,7 +81,7 @@ try {
             onStep: (r) => printFanout(`sweep step against ${target.name}`, [r]),
           });
           printFanout(`sweep against ${target.name}: best ${s.bestRatePerClient} msg/s per client`, s.best ? [s.best] : []);
-          console.log(`\nwrote ${writeResult('sweep', { env, result: s })}`);
+          console.log(`\nwrote ${writeResult('sweep', { env, machine, result: s })}`);
         }
       } finally {
         await session.close();
@@ -88,14 +91,14 @@ try {
     case 'connections': {
       const r = await runConnections({ target, clients: num(values.clients), heartbeatMs: num(values.heartbeat), idleS: num(values.idle), workers: num(values.workers) });
       printConnections([r]);
-      console.log(`\nwrote ${writeResult('connections', { env, result: r })}`);
+      console.log(`\nwrote ${writeResult('connections', { env, machine, result: r })}`);
       break;
     }
     case 'resume': {
       if (target.kind !== 'gateway') throw new Error('resume runs against the gateway only');
       const r = await runResume({ target, missed: num(values.missed), iterations: num(values.iterations), dropWaitMs: num(values['drop-wait']) });
       printResume([r]);
-      console.log(`\nwrote ${writeResult('resume', { env, result: r })}`);
+      console.log(`\nwrote ${writeResult('resume', { env, machine, result: r })}`);
       break;
     }
     default:

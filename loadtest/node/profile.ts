@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { basename, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { printTable } from './report.ts';
 
@@ -58,7 +58,7 @@ function shortUrl(url: string): string {
 export function summarizeProfile(path: string, count: number): SelfTime[] {
   const { busyMs, idleMs, top } = selfTimes(path);
   printTable(
-    `gateway CPU profile: busy ${(busyMs / 1000).toFixed(1)} s, idle ${(idleMs / 1000).toFixed(1)} s; top ${count} by self time`,
+    `CPU profile ${basename(path)}: busy ${(busyMs / 1000).toFixed(1)} s, idle ${(idleMs / 1000).toFixed(1)} s; top ${count} by self time`,
     ['function', 'where', 'self ms', '% of busy'],
     top.slice(0, count).map((t) => [t.fn, t.where, t.ms, t.busyShare * 100]),
   );

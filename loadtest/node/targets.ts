@@ -40,7 +40,7 @@ export async function roomClients(target: Target, rooms: number, members: number
       return {
         index,
         room,
-        connectHeaders: { login: target.login, passcode: target.passcode },
+        connectHeaders: { login: target.login, passcode: target.passcode, host: '/' },
         roomDestination: topic,
         sendDestination: topic,
         chat: false,
