@@ -40,6 +40,7 @@ interface SessionState {
 export class Dispatcher implements SessionHandler {
   private readonly states = new Map<StompSession, SessionState>();
   private readonly healthSubs = new Map<StompSession, Subscription>();
+  private readonly feeds = new Set<RoomFeed>();
 
   constructor(
     private readonly tokens: TokenService,
@@ -57,6 +58,7 @@ export class Dispatcher implements SessionHandler {
   ) {
     broker.onHealth((health) => {
       for (const [session, sub] of this.healthSubs) this.sendHealth(session, sub, health);
+      if (health === 'up') for (const feed of this.feeds) feed.catchUp();
     });
   }
 
@@ -208,8 +210,10 @@ export class Dispatcher implements SessionHandler {
       await this.fanout.remove('chat', roomKey(roomId), target);
       throw err;
     }
+    this.feeds.add(feed);
     return async () => {
       feed!.stop();
+      this.feeds.delete(feed!);
       await this.fanout.remove('chat', roomKey(roomId), target);
     };
   }

@@ -1,4 +1,4 @@
-import { BrokerUnavailableError, type Broker, type BrokerMessage, type Delivery, type QueueConsumer } from '../broker/broker.ts';
+import type { Broker, BrokerMessage, Delivery, QueueConsumer } from '../broker/broker.ts';
 import { originOf } from '../broker/messages.ts';
 import { ChatError } from '../contract/errors.ts';
 import type { Fanout, FanoutTarget } from '../delivery/fanout.ts';
@@ -50,13 +50,8 @@ export class Relay {
     headers['sender-session'] = session.id;
     headers['sender-seq'] = String(session.nextSenderSeq());
     const message: BrokerMessage = { headers, body: frame.body };
-    try {
-      if (kind === 'topic') await this.broker.publish('relay', name, message);
-      else await this.broker.sendToQueue(name, message);
-    } catch (err) {
-      if (err instanceof BrokerUnavailableError) throw new ChatError('BROKER_UNAVAILABLE', 'the message broker is unavailable');
-      throw err;
-    }
+    if (kind === 'topic') await this.broker.publish('relay', name, message);
+    else await this.broker.sendToQueue(name, message);
   }
 
   /** Subscribe to a topic pattern; returns the cleanup to run on UNSUBSCRIBE or disconnect. */

@@ -1,4 +1,4 @@
-import { BrokerUnavailableError, type Broker, type BrokerMessage } from '../broker/broker.ts';
+import type { Broker, BrokerMessage } from '../broker/broker.ts';
 import { eventMessage, roomEventMessage, type Origin } from '../broker/messages.ts';
 import { ChatError } from '../contract/errors.ts';
 import type { CreateRoom, RoomEvent, SendBody } from '../contract/events.ts';
@@ -124,14 +124,8 @@ export class RoomService {
     return this.publish(roomKey(stored.event.roomId), roomEventMessage(stored.event, origin));
   }
 
-  private async publish(routingKey: string, message: BrokerMessage): Promise<void> {
-    try {
-      await this.broker.publish('chat', routingKey, message);
-    } catch (err) {
-      if (err instanceof BrokerUnavailableError) {
-        throw new ChatError('BROKER_UNAVAILABLE', 'the message broker is unavailable; retry with the same client-msg-id');
-      }
-      throw err;
-    }
+  /** Fails with BROKER_UNAVAILABLE when the broker is down; a send stored by then lands with its retry (same client-msg-id). */
+  private publish(routingKey: string, message: BrokerMessage): Promise<void> {
+    return this.broker.publish('chat', routingKey, message);
   }
 }

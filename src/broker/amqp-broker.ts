@@ -112,6 +112,8 @@ export class AmqpBroker implements Broker {
   private onTopic: DeliveryHandler | null = null;
   /** Patterns wanted on the gateway queue, restored after every reconnect. */
   private readonly bindings: Record<Exchange, Set<string>> = { chat: new Set(), relay: new Set() };
+  /** Bound while the link was down, possibly after a restore had already walked `bindings`. */
+  private readonly unrestored: Record<Exchange, Set<string>> = { chat: new Set(), relay: new Set() };
   /** Patterns that may still be bound server-side (the queue outlives connections) but are no longer wanted. */
   private readonly staleBindings: Record<Exchange, Set<string>> = { chat: new Set(), relay: new Set() };
   private readonly consumers = new Set<ConsumerState>();
@@ -159,10 +161,20 @@ export class AmqpBroker implements Broker {
     return this.confirmed(link, (done) => link.confirm.sendToQueue(queue, message.body, options, done));
   }
 
+  /**
+   * While the link is down the binding is only remembered, and declared with the others when the link is
+   * restored: a subscriber does not have to retry, and what it missed meanwhile it reads from the store.
+   */
   async bind(exchange: Exchange, pattern: string): Promise<void> {
-    const link = this.usableLink();
+    if (this.closing) throw new BrokerUnavailableError('broker is closed');
     // No longer stale from now on, so a flush of stale bindings cannot undo this bind.
     this.staleBindings[exchange].delete(pattern);
+    const link = this.link;
+    if (!link) {
+      this.bindings[exchange].add(pattern);
+      this.unrestored[exchange].add(pattern);
+      return;
+    }
     try {
       await this.withAdmin(link, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
     } catch (err) {
@@ -264,6 +276,7 @@ export class AmqpBroker implements Broker {
         });
         for (const exchange of ['chat', 'relay'] as const) {
           for (const pattern of this.bindings[exchange]) {
+            this.unrestored[exchange].delete(pattern);
             await ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern);
           }
         }
@@ -284,8 +297,21 @@ export class AmqpBroker implements Broker {
     this.link = link;
     this.setHealth('up');
     this.log.info({ queue: this.gatewayQueue, consumers: this.consumers.size }, 'broker link up');
-    // Bindings dropped by unbind() while the restore above was running.
-    void this.removeStaleBindings(link);
+    // Bindings dropped by unbind(), or added by bind(), while the restore above was running.
+    void this.removeStaleBindings(link).then(() => this.bindUnrestored(link));
+  }
+
+  private async bindUnrestored(link: Link): Promise<void> {
+    for (const exchange of ['chat', 'relay'] as const) {
+      const pending = this.unrestored[exchange];
+      for (let pattern = first(pending); pattern !== undefined && link.alive; pattern = first(pending)) {
+        pending.delete(pattern);
+        if (!this.bindings[exchange].has(pattern)) continue;
+        await this.withAdmin(link, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern)).catch((err: unknown) => {
+          this.log.warn({ err, pattern }, 'bind after reconnect failed; retried at the next reconnect');
+        });
+      }
+    }
   }
 
   /** Unbind what was unbound while the link was down (or failed to unbind); what still fails waits for the next link. */

@@ -1,3 +1,5 @@
+import { ChatError } from '../contract/errors.ts';
+
 /**
  * The Broker carries messages between gateways. Two engines implement it side by side:
  * `memory-broker.ts` (one process, the embedded default) and `amqp-broker.ts` (RabbitMQ).
@@ -48,7 +50,8 @@ export interface Broker {
   /**
    * Route `pattern` on `exchange` to this gateway's topic queue. The caller counts local
    * subscribers and binds on the first and unbinds after the last; the engine remembers
-   * bindings and restores them after a reconnect.
+   * bindings and restores them after a reconnect (a bind while the link is down resolves and
+   * takes effect once it is back).
    */
   bind(exchange: Exchange, pattern: string): Promise<void>;
   unbind(exchange: Exchange, pattern: string): Promise<void>;
@@ -67,10 +70,10 @@ export interface Broker {
   close(): Promise<void>;
 }
 
-export class BrokerUnavailableError extends Error {
-  readonly code = 'BROKER_UNAVAILABLE';
+/** A ChatError, so that whatever a client asked for that needed the broker fails with BROKER_UNAVAILABLE, never INTERNAL. */
+export class BrokerUnavailableError extends ChatError {
   constructor(message = 'message broker is unavailable') {
-    super(message);
+    super('BROKER_UNAVAILABLE', message);
     this.name = 'BrokerUnavailableError';
   }
 }

@@ -27,6 +27,7 @@ export interface RoomFeedOptions {
  * (published by another gateway, or after a publish that failed) are held until the gap closes, or read from
  * the store after `gapWaitMs`. Replay on subscribe (`since-seq`) uses the same path, so there is no gap and no
  * duplicate between replay and live. Events without a seq (READ, TYPING, PRESENCE) pass straight through.
+ * The feed only orders: whether a copy was delivered before is the outbound interceptor's call alone.
  */
 export class RoomFeed implements FanoutTarget {
   /** The next seq this subscriber should see. */
@@ -48,6 +49,14 @@ export class RoomFeed implements FanoutTarget {
     return this.fill();
   }
 
+  /**
+   * Read from the store whatever may have been missed: after the broker link comes back, events published
+   * while this gateway could not be routed to may exist only there.
+   */
+  catchUp(): void {
+    this.fill().catch((err: unknown) => this.o.log.warn({ err, roomId: this.o.roomId }, 'catch-up failed'));
+  }
+
   stop(): void {
     this.stopped = true;
     clearTimeout(this.gapTimer);
@@ -56,8 +65,9 @@ export class RoomFeed implements FanoutTarget {
 
   offer(message: BrokerMessage): OutboundCopy[] {
     const seq = seqOf(message);
-    if (seq === null) return this.copies([message]);
-    if (seq < this.next) return [];
+    // Without a seq there is no order to keep; below `next` it is a copy of one already handed out, and the
+    // interceptor, which alone judges duplicates, drops it (or writes it, should the history not have it).
+    if (seq === null || seq < this.next) return this.copies([message]);
     if (this.filling || seq > this.next) {
       this.held.set(seq, message);
       this.armGapTimer();
@@ -113,7 +123,7 @@ export class RoomFeed implements FanoutTarget {
     if (this.gapTimer || this.filling || this.stopped) return;
     this.gapTimer = setTimeout(() => {
       this.gapTimer = undefined;
-      this.fill().catch((err: unknown) => this.o.log.warn({ err, roomId: this.o.roomId }, 'gap fill failed'));
+      this.catchUp();
     }, this.o.gapWaitMs);
     this.gapTimer.unref();
   }
