@@ -16,6 +16,8 @@ interface Entry {
   exchange: Exchange | 'queue';
   routingKey: string;
   redelivered: boolean;
+  /** Order of first enqueue: a requeued message goes back to its place, as in RabbitMQ. */
+  position: number;
 }
 
 interface Consumer {
@@ -33,18 +35,26 @@ interface InFlight {
 
 /**
  * A queue with competing consumers: round-robin over consumers with spare prefetch,
- * requeued messages go back to the front. Handlers always run on a later turn of the
+ * requeued messages go back to where they were in the queue. Handlers always run on a later turn of the
  * event loop, never inside the call that enqueued.
  */
 class MemoryQueue {
+  /** Sorted by position. */
   private readonly ready: Entry[] = [];
   private readonly consumers: Consumer[] = [];
   private next = 0;
   private scheduled = false;
+  private enqueued = 0;
 
-  enqueue(entry: Entry): void {
-    this.ready.push(entry);
+  enqueue(entry: Omit<Entry, 'position'>): void {
+    this.ready.push({ ...entry, position: this.enqueued++ });
     this.schedule();
+  }
+
+  private requeue(entry: Entry): void {
+    let i = this.ready.length;
+    while (i > 0 && this.ready[i - 1]!.position > entry.position) i--;
+    this.ready.splice(i, 0, { ...entry, redelivered: true });
   }
 
   /** A prefetch of 0 means no limit, as in AMQP. */
@@ -56,15 +66,17 @@ class MemoryQueue {
     return consumer;
   }
 
-  /** Stop the consumer and put its unsettled messages back at the front, oldest first. */
+  /** Stop the consumer and put its unsettled messages back where they were. */
   removeConsumer(consumer: Consumer): void {
     if (!consumer.active) return;
     consumer.active = false;
     this.consumers.splice(this.consumers.indexOf(consumer), 1);
     const returned = [...consumer.unsettled];
     consumer.unsettled.clear();
-    for (const flight of returned) flight.settled = true;
-    this.ready.unshift(...returned.map((f) => ({ ...f.entry, redelivered: true })));
+    for (const flight of returned) {
+      flight.settled = true;
+      this.requeue(flight.entry);
+    }
     this.schedule();
   }
 
@@ -106,7 +118,7 @@ class MemoryQueue {
       if (flight.settled) return;
       flight.settled = true;
       consumer.unsettled.delete(flight);
-      if (requeue) this.ready.unshift({ ...entry, redelivered: true });
+      if (requeue) this.requeue(entry);
       this.schedule();
     };
     const delivery: Delivery = {

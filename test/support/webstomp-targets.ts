@@ -18,11 +18,6 @@ export interface WebStompTarget {
 export interface WebStompTargetSpec {
   name: string;
   start(): Promise<WebStompTarget>;
-  /**
-   * Cases this target is known to get wrong, by case id, with the reason. They run as `it.fails`: fixing the
-   * cause turns them red until the entry here is removed.
-   */
-  knownGaps?: Record<string, string>;
 }
 
 /** Delete named queues on the machine's RabbitMQ (deleting one that does not exist is not an error). */
@@ -71,11 +66,6 @@ export const GATEWAY_ON_RABBITMQ: WebStompTargetSpec = {
 export const GATEWAY_EMBEDDED: WebStompTargetSpec = {
   name: 'gateway on the embedded broker',
   start: () => gatewayTarget({}, false),
-  knownGaps: {
-    'nack-order':
-      'MemoryBroker puts each requeued message at the front of the queue, so NACKing several (one by one) reverses ' +
-      'their order; RabbitMQ puts them back where they were',
-  },
 };
 
 /** The reference and the two gateway set-ups that must behave like it. */
