@@ -11,6 +11,8 @@ const STOP_TIMEOUT_MS = 10_000;
 export interface NginxProcess {
   /** `http://127.0.0.1:<port>`. */
   readonly url: string;
+  /** The temporary directory with the rendered config, pid and temp files; removed once nginx has exited. */
+  readonly prefix: string;
   /** The master process; its workers are its children. */
   readonly child: ChildProcess;
   /** Resolves with the exit code (or signal name) once the master has gone and its prefix dir is removed. */
@@ -62,7 +64,8 @@ export async function startNginx(
   const forward = (chunk: Buffer) => {
     for (const line of chunk.toString().split('\n')) {
       if (!line) continue;
-      recent.push(line);
+      // The last few lines explain a failed start.
+      if (recent.push(line) > 20) recent.shift();
       onLog(`[nginx] ${line}`);
     }
   };
@@ -101,7 +104,7 @@ export async function startNginx(
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { url, child, exited, stop };
+  return { url, prefix, child, exited, stop };
 }
 
 /** The nginx binary; when there is none, install Debian's package (as root: apt-get update first if apt does not know it). */

@@ -247,7 +247,7 @@ describe('the cluster: three gateways behind nginx on the real RabbitMQ, Redis a
     const pids = [...cluster.gateways.map((g) => g.child.pid!), cluster.nginx.child.pid!];
     const workers = childPids(cluster.nginx.child.pid!);
     expect(workers.length).toBeGreaterThan(0);
-    const prefix = cluster.nginx.child.spawnargs[2]!;
+    const prefix = cluster.nginx.prefix;
     expect(existsSync(join(prefix, 'nginx.conf'))).toBe(true);
 
     expect(await cluster.stop()).toEqual({ gateway1: 0, gateway2: 0, gateway3: 0, nginx: 0 });
