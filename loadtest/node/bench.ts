@@ -21,8 +21,8 @@ const full = process.argv.includes('--full');
 const profile = process.argv.includes('--profile');
 
 const PLAN = full
-  ? { rooms: 100, members: 10, users: 100, rate: 2, durationS: 20, drainS: 15, connections: 15_000, idleS: 20, resumeIterations: 100, sweep: true }
-  : { rooms: 20, members: 10, users: 20, rate: 2, durationS: 5, drainS: 5, connections: 1_000, idleS: 5, resumeIterations: 10, sweep: false };
+  ? { rooms: 100, members: 10, users: 100, rate: 2, durationS: 20, drainS: 15, connections: 15_000, connectionUsers: 100, idleS: 20, resumeIterations: 100, sweep: true }
+  : { rooms: 20, members: 10, users: 10, rate: 2, durationS: 4, drainS: 4, connections: 500, connectionUsers: 10, idleS: 3, resumeIterations: 5, sweep: false };
 const SWEEP = { fromRate: 0.25, maxRate: 16, stepMs: 10_000, drainMs: 10_000, p99LimitMs: 100, refine: 2 };
 /** Bench gateways: per-session rate limit out of the way of the 300-message resume burst; heart-beats as default. */
 const GATEWAY_ENV = { RATE_LIMIT_PER_S: '100000', HEARTBEAT_MS: '10000' };
@@ -35,7 +35,7 @@ interface TargetRun {
   sweep?: SweepResult;
   resume?: ResumeResult[];
   connections?: ConnectionsResult;
-  profile?: { path: string; top: SelfTime[] };
+  profile?: { path: string; top: SelfTime[]; modules: SelfTime[] };
 }
 
 const runs: TargetRun[] = [];
@@ -49,7 +49,7 @@ async function fanoutOn(run: TargetRun, name: TargetName, services: Services): P
   try {
     if (name === 'gateway' && running.target.kind === 'gateway') {
       const target = running.target;
-      run.connections = await runConnections({ target, clients: PLAN.connections, heartbeatMs: 10_000, idleS: PLAN.idleS, workers: 2 });
+      run.connections = await runConnections({ target, clients: PLAN.connections, users: PLAN.connectionUsers, heartbeatMs: 10_000, idleS: PLAN.idleS, workers: 2 });
       printConnections([run.connections]);
       run.resume = [];
       for (const dropWaitMs of [500, 0]) {
@@ -71,7 +71,7 @@ async function fanoutOn(run: TargetRun, name: TargetName, services: Services): P
     }
   } finally {
     const path = await running.stop();
-    if (path) run.profile = { path, top: summarizeProfile(path, 25) };
+    if (path) run.profile = { path, ...summarizeProfile(path, 25) };
   }
 }
 

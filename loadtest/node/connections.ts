@@ -11,6 +11,8 @@ export interface ConnectionsOptions {
   /** How long the connected clients sit idle while the server's CPU is measured. */
   idleS: number;
   workers: number;
+  /** Accounts behind the connections, in rooms of 10 (default 100). */
+  users?: number;
 }
 
 export interface ConnectionsResult {
@@ -40,12 +42,13 @@ const SETTLE_MS = 3000;
 /**
  * N idle clients with heart-beats, each subscribed to its room (as a chat client is) and, on the gateway, to
  * its errors. The server's RSS is read from /proc before and after, and its CPU over the idle period.
- * 100 users in rooms of 10 share the connections: sign-up costs are not what is measured.
+ * A few accounts (100 by default) in rooms of 10 share the connections: sign-up costs are not what is measured.
  */
 export async function runConnections(o: ConnectionsOptions): Promise<ConnectionsResult> {
   const pid = o.target.pid;
   if (pid === undefined) throw new Error('connections needs the server pid (start it here, or pass --pid)');
-  const base = await roomClients(o.target, 10, 10, 'idle', 100);
+  const users = o.users ?? 100;
+  const base = await roomClients(o.target, Math.ceil(users / 10), 10, 'idle', users);
   const specs = Array.from({ length: o.clients }, (_, index) => ({ ...base[index % base.length]!, index }));
   const pool = WorkerPool.start(Math.max(o.workers, Math.ceil(o.clients / CLIENTS_PER_PROCESS)));
   try {

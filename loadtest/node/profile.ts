@@ -25,7 +25,17 @@ export interface SelfTime {
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-export function selfTimes(path: string): { busyMs: number; idleMs: number; top: SelfTime[] } {
+/** Where a function lives, coarsely: a package, a source file, WebAssembly, or V8/Node itself. */
+function moduleOf(where: string, fn: string): string {
+  if (where.startsWith('wasm:')) return 'WebAssembly (PGlite)';
+  if (!where) return fn.startsWith('(') ? fn : '(native: syscalls, V8 builtins)';
+  if (where.startsWith('node:')) return 'node:' + where.slice(5).split(':')[0]!.split('/')[0];
+  const path = where.replace(/:\d+$/, '');
+  const pkg = /^(@[^/]+\/[^/]+|[^/]+)\//.exec(path);
+  return path.startsWith('src/') || path.startsWith('loadtest/') ? path : (pkg?.[1] ?? path);
+}
+
+export function selfTimes(path: string): { busyMs: number; idleMs: number; top: SelfTime[]; modules: SelfTime[] } {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as CpuProfile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const totals = new Map<string, { fn: string; where: string; us: number }>();
@@ -43,10 +53,16 @@ export function selfTimes(path: string): { busyMs: number; idleMs: number; top: 
     totals.set(key, t);
   });
   const busyUs = allUs - idleUs;
-  const top = [...totals.values()]
-    .sort((a, b) => b.us - a.us)
-    .map((t) => ({ fn: t.fn, where: t.where, ms: t.us / 1000, busyShare: busyUs ? t.us / busyUs : 0 }));
-  return { busyMs: busyUs / 1000, idleMs: idleUs / 1000, top };
+  const sorted = (list: Iterable<{ fn: string; where: string; us: number }>): SelfTime[] =>
+    [...list].sort((a, b) => b.us - a.us).map((t) => ({ fn: t.fn, where: t.where, ms: t.us / 1000, busyShare: busyUs ? t.us / busyUs : 0 }));
+  const modules = new Map<string, { fn: string; where: string; us: number }>();
+  for (const t of totals.values()) {
+    const name = moduleOf(t.where, t.fn);
+    const m = modules.get(name) ?? { fn: name, where: '', us: 0 };
+    m.us += t.us;
+    modules.set(name, m);
+  }
+  return { busyMs: busyUs / 1000, idleMs: idleUs / 1000, top: sorted(totals.values()), modules: sorted(modules.values()) };
 }
 
 function shortUrl(url: string): string {
@@ -55,14 +71,19 @@ function shortUrl(url: string): string {
   return rel.replace(/^node_modules\//, '');
 }
 
-export function summarizeProfile(path: string, count: number): SelfTime[] {
-  const { busyMs, idleMs, top } = selfTimes(path);
+export function summarizeProfile(path: string, count: number): { top: SelfTime[]; modules: SelfTime[] } {
+  const { busyMs, idleMs, top, modules } = selfTimes(path);
+  printTable(
+    `CPU profile ${basename(path)}: self time by module`,
+    ['module', 'self ms', '% of busy'],
+    modules.slice(0, count).map((t) => [t.fn, t.ms, t.busyShare * 100]),
+  );
   printTable(
     `CPU profile ${basename(path)}: busy ${(busyMs / 1000).toFixed(1)} s, idle ${(idleMs / 1000).toFixed(1)} s; top ${count} by self time`,
     ['function', 'where', 'self ms', '% of busy'],
     top.slice(0, count).map((t) => [t.fn, t.where, t.ms, t.busyShare * 100]),
   );
-  return top.slice(0, count);
+  return { top: top.slice(0, count), modules: modules.slice(0, count) };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) summarizeProfile(process.argv[2]!, Number(process.argv[3] ?? 30));
