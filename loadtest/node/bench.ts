@@ -63,7 +63,7 @@ async function fanoutOn(run: TargetRun, name: TargetName, services: Services): P
       run.fanout = await session.run(PLAN.rate, PLAN.durationS * 1000, PLAN.drainS * 1000);
       printFanout(`fan-out: ${running.target.name}`, [run.fanout]);
       if (PLAN.sweep) {
-        await new Promise((r) => setTimeout(r, 3000));
+        await session.quiet(2000, 120_000);
         run.sweep = await sweep(session, { ...SWEEP, onStep: (r) => printFanout(`sweep step: ${running.target.name}`, [r]) });
       }
     } finally {

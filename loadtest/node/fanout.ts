@@ -2,7 +2,7 @@ import { Histogram } from './histogram.ts';
 import { deal, WorkerPool } from './pool.ts';
 import { printTable, ratio, type Cell } from './report.ts';
 import { roomClients, type ClientSpec, type Target } from './targets.ts';
-import type { Connected, Drained, Sent } from './worker-protocol.ts';
+import type { Connected, Drained, Sent, Stats } from './worker-protocol.ts';
 
 export interface Population {
   target: Target;
@@ -38,9 +38,12 @@ export interface FanoutResult {
   inPerS: number;
   expected: number;
   received: number;
+  /** Expected but not received by the end of the drain wait. */
   lost: number;
   duplicated: number;
   misrouted: number;
+  /** Messages of earlier runs still arriving during this one (not counted above): a backlog left behind. */
+  stale: number;
   errors: number;
   errorCodes: Record<string, number>;
   errorSamples: string[];
@@ -133,6 +136,7 @@ export class FanoutSession {
       lost: Math.max(0, expected - received),
       duplicated: drained.reduce((n, d) => n + d.duplicates, 0),
       misrouted: drained.reduce((n, d) => n + d.misrouted, 0),
+      stale: drained.reduce((n, d) => n + d.stale, 0),
       errors: drained.reduce((n, d) => n + d.errors, 0) + this.connectFailed,
       errorCodes,
       errorSamples: [...this.connectSamples, ...drained.flatMap((d) => d.samples)].slice(0, 10),
@@ -144,10 +148,27 @@ export class FanoutSession {
     };
   }
 
+  /**
+   * Wait until no load message has arrived for `quietMs` (a backlog from an overloaded run has drained), at
+   * most `maxMs`; returns whether it got quiet.
+   */
+  async quiet(quietMs: number, maxMs: number): Promise<boolean> {
+    const deadline = Date.now() + maxMs;
+    for (;;) {
+      const stats = await this.pool.all<Stats>('stats', () => ({ op: 'stats' }));
+      if (clock() - Math.max(...stats.map((s) => s.lastLoadAt)) >= quietMs) return true;
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
   close(): Promise<void> {
     return this.pool.close();
   }
 }
+
+/** How long a sweep waits for a backlog to drain before it stops. */
+const QUIET_MAX_MS = 120_000;
 
 /** Nothing lost, duplicated, misrouted or refused, and p99 under the limit. */
 export const holds = (r: FanoutResult, p99LimitMs: number): boolean =>
@@ -160,6 +181,8 @@ export interface SweepResult {
   bestRatePerClient: number;
   best: FanoutResult | undefined;
   steps: FanoutResult[];
+  /** Set when a step's backlog did not drain within the wait and the sweep stopped there. */
+  stoppedEarly?: string;
 }
 
 /**
@@ -171,18 +194,19 @@ export async function sweep(
   o: { fromRate: number; maxRate: number; stepMs: number; drainMs: number; p99LimitMs: number; refine: number; onStep?: (r: FanoutResult) => void },
 ): Promise<SweepResult> {
   const steps: FanoutResult[] = [];
+  let stoppedEarly: string | undefined;
   const step = async (rate: number): Promise<FanoutResult> => {
     const r = await session.run(rate, o.stepMs, o.drainMs);
     steps.push(r);
     o.onStep?.(r);
-    // Let a backlog from a failed step clear before the next one.
-    await new Promise((res) => setTimeout(res, holds(r, o.p99LimitMs) ? 500 : 3000));
+    // A backlog left by an overloaded step would slow the next one down: wait for it to drain.
+    if (!(await session.quiet(2000, QUIET_MAX_MS))) stoppedEarly = `backlog after ${rate} msg/s per client still draining after ${QUIET_MAX_MS / 1000} s`;
     return r;
   };
   let good = 0;
   let best: FanoutResult | undefined;
   let bad = Infinity;
-  for (let rate = o.fromRate; rate <= o.maxRate; rate *= 2) {
+  for (let rate = o.fromRate; rate <= o.maxRate && !stoppedEarly; rate *= 2) {
     const r = await step(rate);
     if (!holds(r, o.p99LimitMs)) {
       bad = rate;
@@ -191,7 +215,7 @@ export async function sweep(
     good = rate;
     best = r;
   }
-  for (let i = 0; i < o.refine && bad !== Infinity; i++) {
+  for (let i = 0; i < o.refine && bad !== Infinity && !stoppedEarly; i++) {
     const rate = good === 0 ? bad / 2 : (good + bad) / 2;
     const r = await step(Number(rate.toPrecision(3)));
     if (holds(r, o.p99LimitMs)) {
@@ -199,10 +223,10 @@ export async function sweep(
       best = r;
     } else bad = r.ratePerClient;
   }
-  return { target: session.population.target.name, p99LimitMs: o.p99LimitMs, bestRatePerClient: good, best, steps };
+  return { target: session.population.target.name, p99LimitMs: o.p99LimitMs, bestRatePerClient: good, best, steps, stoppedEarly };
 }
 
-export const FANOUT_HEADER = ['target', 'clients', 'rate/client', 'in msg/s', 'deliv/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'errors', 'gen lag p99'];
+export const FANOUT_HEADER = ['target', 'clients', 'rate/client', 'in msg/s', 'deliv/s', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'lost', 'dup', 'errors', 'stale', 'gen lag p99'];
 
 export const fanoutRow = (r: FanoutResult, label = r.target): Cell[] => [
   label,
@@ -217,6 +241,7 @@ export const fanoutRow = (r: FanoutResult, label = r.target): Cell[] => [
   r.lost,
   r.duplicated,
   r.errors,
+  r.stale,
   r.sendLagMs.p99,
 ];
 
@@ -231,6 +256,7 @@ export const ratioRow = (r: FanoutResult, base: FanoutResult): Cell[] => [
   ratio(r.latencyMs.p90, base.latencyMs.p90),
   ratio(r.latencyMs.p99, base.latencyMs.p99),
   ratio(r.latencyMs.max, base.latencyMs.max),
+  '',
   '',
   '',
   '',

@@ -34,6 +34,8 @@ export interface Drained {
   duplicates: number;
   /** Load messages from a sender outside the receiver's room. */
   misrouted: number;
+  /** Load messages of earlier runs that arrived during this one (a backlog draining); not counted. */
+  stale: number;
   /** Error events, ERROR frames and dropped connections. */
   errors: number;
   errorCodes: Record<string, number>;
@@ -50,6 +52,8 @@ export interface Stats {
   heartbeatsIn: number;
   errors: number;
   samples: string[];
+  /** When a load message last arrived (epoch ms), 0 if none has. */
+  lastLoadAt: number;
 }
 
 export type WorkerReply = Connected | Sent | Drained | Stats;

@@ -54,6 +54,8 @@ class RunStats {
   readonly lag = new Histogram();
   duplicates = 0;
   misrouted = 0;
+  /** Load messages of an earlier run, still arriving from a backlog: not counted in this one. */
+  stale = 0;
   errors = 0;
   readonly errorCodes: Record<string, number> = {};
   readonly samples: string[] = [];
@@ -66,6 +68,9 @@ class Worker {
   private clients: Client[] = [];
   private stats = new RunStats();
   private runs = 0;
+  private runStartAt = 0;
+  /** When any load message last arrived, this run's or not: the orchestrator waits for quiet between runs. */
+  private lastLoadAt = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly reply: (r: WorkerReply) => void) {}
@@ -85,6 +90,7 @@ class Worker {
           heartbeatsIn: this.clients.reduce((n, c) => n + (c.link?.heartbeatsIn ?? 0), 0),
           errors: this.stats.errors,
           samples: this.stats.samples,
+          lastLoadAt: this.lastLoadAt,
         });
       case 'close':
         clearInterval(this.heartbeatTimer);
@@ -129,6 +135,7 @@ class Worker {
    */
   private run(startAt: number, ratePerS: number, durationMs: number): void {
     if (this.runs++ > 0) this.stats = new RunStats();
+    this.runStartAt = startAt;
     this.stats.cpuAtStart = process.cpuUsage();
     for (const c of this.clients) c.sent = c.refused = c.unique = 0;
     const period = 1000 / ratePerS;
@@ -191,6 +198,12 @@ class Worker {
     if (sub !== ROOM_SUB) return;
     const stamp = loadOf(frame.body);
     if (!stamp) return; // a room event that is not load (ENTER, PRESENCE, ...)
+    const now = clock();
+    this.lastLoadAt = now;
+    if (stamp.sentAt < this.runStartAt) {
+      this.stats.stale++;
+      return;
+    }
     if (!client.spec.peers.includes(stamp.sender)) {
       this.stats.misrouted++;
       return;
@@ -199,7 +212,6 @@ class Worker {
       this.stats.duplicates++;
       return;
     }
-    const now = clock();
     this.stats.latency.recordMs(now - stamp.sentAt);
     this.stats.lastAt = now;
   }
@@ -218,6 +230,7 @@ class Worker {
       received: this.clients.reduce((n, c) => n + c.unique, 0),
       duplicates: s.duplicates,
       misrouted: s.misrouted,
+      stale: s.stale,
       errors: s.errors,
       errorCodes: s.errorCodes,
       samples: s.samples,
