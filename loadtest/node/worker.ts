@@ -200,7 +200,8 @@ class Worker {
     if (!stamp) return; // a room event that is not load (ENTER, PRESENCE, ...)
     const now = clock();
     this.lastLoadAt = now;
-    if (stamp.sentAt < this.runStartAt) {
+    // A millisecond of slack: the stamp carries its time rounded to a microsecond.
+    if (stamp.sentAt < this.runStartAt - 1) {
       this.stats.stale++;
       return;
     }
