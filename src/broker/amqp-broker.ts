@@ -286,6 +286,8 @@ export class AmqpBroker implements Broker {
       const { consumerTag } = await link.topic.consume(this.gatewayQueue, (msg) => this.onTopicMessage(link, msg));
       link.topicTag = consumerTag;
       await Promise.all([...this.consumers].map((consumer) => this.reattach(link, consumer)));
+      // Binds that arrived while the restore was running; none can slip in between this and 'up' below.
+      while (this.hasUnrestored()) await this.bindUnrestored(link);
 
       if (!link.alive) throw new Error('connection lost while restoring');
       if (this.closing) throw new Error('broker closed while connecting');
@@ -297,19 +299,23 @@ export class AmqpBroker implements Broker {
     this.link = link;
     this.setHealth('up');
     this.log.info({ queue: this.gatewayQueue, consumers: this.consumers.size }, 'broker link up');
-    // Bindings dropped by unbind(), or added by bind(), while the restore above was running.
-    void this.removeStaleBindings(link).then(() => this.bindUnrestored(link));
+    // Bindings dropped by unbind() while the restore above was running.
+    void this.removeStaleBindings(link);
   }
 
+  private hasUnrestored(): boolean {
+    return this.unrestored.chat.size > 0 || this.unrestored.relay.size > 0;
+  }
+
+  /** Declare the bindings bind() only remembered while the link was down. A failure fails the restore: the link is retried. */
   private async bindUnrestored(link: Link): Promise<void> {
     for (const exchange of ['chat', 'relay'] as const) {
       const pending = this.unrestored[exchange];
       for (let pattern = first(pending); pattern !== undefined && link.alive; pattern = first(pending)) {
+        if (this.bindings[exchange].has(pattern)) {
+          await this.withAdmin(link, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
+        }
         pending.delete(pattern);
-        if (!this.bindings[exchange].has(pattern)) continue;
-        await this.withAdmin(link, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern)).catch((err: unknown) => {
-          this.log.warn({ err, pattern }, 'bind after reconnect failed; retried at the next reconnect');
-        });
       }
     }
   }

@@ -36,6 +36,8 @@ export class RoomFeed implements FanoutTarget {
   private written: number;
   private readonly held = new Map<number, BrokerMessage>();
   private filling = false;
+  /** A fill was asked for while one ran: run another once it ends, for it may have read the store too early. */
+  private refill = false;
   private gapTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -130,8 +132,13 @@ export class RoomFeed implements FanoutTarget {
 
   /** Read from the store everything after `next - 1` (up to the replay limit) and deliver it, then release held events. */
   private async fill(): Promise<void> {
-    if (this.stopped || this.filling) return;
+    if (this.stopped) return;
+    if (this.filling) {
+      this.refill = true;
+      return;
+    }
     this.filling = true;
+    this.refill = false;
     clearTimeout(this.gapTimer);
     this.gapTimer = undefined;
     try {
@@ -153,7 +160,8 @@ export class RoomFeed implements FanoutTarget {
         this.held.delete(this.next);
         await this.o.interceptor.deliver(this.copies(this.takeRun(first)));
       }
-      if (this.held.size > 0) this.armGapTimer();
+      if (this.refill) await this.fill();
+      else if (this.held.size > 0) this.armGapTimer();
     } catch (err) {
       this.filling = false;
       this.failed();
