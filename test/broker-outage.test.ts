@@ -1,0 +1,80 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTempPostgres } from './support/databases.ts';
+import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
+import type { TestClient } from './support/stomp-client.ts';
+import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
+
+/** What clients see while their gateway's broker link is down: HEALTH down/up, BROKER_UNAVAILABLE, and nothing lost. */
+describe('broker outage as clients see it', () => {
+  let pg: Awaited<ReturnType<typeof createTempPostgres>>;
+  let proxy: TcpProxy;
+  let server: TestServer;
+  let alice: TestUser;
+  let bob: TestUser;
+  let roomId: string;
+  const clients: TestClient[] = [];
+
+  beforeAll(async () => {
+    pg = await createTempPostgres();
+    proxy = await startTcpProxy(5672);
+    server = await startTestGateway({
+      DATABASE_URL: pg.url,
+      BROKER_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      BROKER_QUEUE_EXPIRES_MS: '10000',
+    });
+    [alice, bob] = await Promise.all([newUser(server.url, 'alice'), newUser(server.url, 'bob')]);
+    roomId = (await api<{ id: string }>(server.url, 'POST', '/api/rooms', { kind: 'direct', members: [bob.username] }, alice.accessToken)).body.id;
+  });
+
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.disconnect()));
+    await server?.stop();
+    await proxy?.close();
+    await pg?.drop();
+  });
+
+  it('tells clients the broker is down, refuses sends with BROKER_UNAVAILABLE, and lands the stored message once when it is back', async () => {
+    const topic = `/topic/rooms.${roomId}`;
+    const [a, b] = await Promise.all([connectAs(server, alice), connectAs(server, bob)]);
+    clients.push(a, b);
+    for (const c of [a, b]) {
+      await c.watchErrors();
+      await c.subscribeConfirmed('/topic/system.health');
+      await c.subscribeConfirmed(topic);
+    }
+    const health = (c: TestClient) => c.events('/topic/system.health').map((e) => e.broker);
+    for (const c of [a, b]) expect(health(c)).toEqual(['up']);
+    const metrics = async () => (await (await fetch(`${server.url}/metrics`)).text()).match(/^chat_broker_up\{[^}]*\} (\d)$/m)![1];
+    expect(await metrics()).toBe('1');
+
+    proxy.pause();
+    proxy.dropAll();
+    for (const c of [a, b]) await c.until(() => health(c).length === 2);
+    for (const c of [a, b]) expect(health(c)).toEqual(['up', 'down']);
+    expect(await metrics()).toBe('0');
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
+
+    // The send is stored, but not confirmed by the broker: the client is told, not silently dropped.
+    await expect(a.sendConfirmed(`/app/rooms.${roomId}.send`, { text: 'during the outage' }, { 'client-msg-id': 'outage-1' })).rejects.toThrow(
+      /^BROKER_UNAVAILABLE/,
+    );
+    await expect(a.sendConfirmed('/topic/outage-check', 'plain')).rejects.toThrow(/^BROKER_UNAVAILABLE/);
+    expect(a.errors.map((e) => e.code)).toEqual(['BROKER_UNAVAILABLE', 'BROKER_UNAVAILABLE']);
+
+    proxy.resume();
+    for (const c of [a, b]) await c.until(() => health(c).length === 3);
+    for (const c of [a, b]) expect(health(c)).toEqual(['up', 'down', 'up']);
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
+
+    // Both members get the stored message once the link is back (read from the store), and the client's retry
+    // under the same client-msg-id is confirmed without a second copy anywhere.
+    for (const c of [a, b]) await c.until(() => c.events(topic).some((e) => e.text === 'during the outage'));
+    await a.sendConfirmed(`/app/rooms.${roomId}.send`, { text: 'during the outage' }, { 'client-msg-id': 'outage-1' });
+    await a.sendConfirmed(`/app/rooms.${roomId}.send`, { text: 'after' });
+    for (const c of [a, b]) await c.until(() => c.events(topic).some((e) => e.text === 'after'));
+    for (const c of [a, b]) expect(c.events(topic).map((e) => e.text)).toEqual(['during the outage', 'after']);
+    const history = await api<Array<{ text: string }>>(server.url, 'GET', `/api/rooms/${roomId}/messages`, undefined, bob.accessToken);
+    expect(history.body.map((e) => e.text)).toEqual(['during the outage', 'after']);
+  });
+});
