@@ -61,7 +61,7 @@ export class RoomFeed implements FanoutTarget {
 
   stop(): void {
     this.stopped = true;
-    clearTimeout(this.gapTimer);
+    this.clearGapTimer();
     this.held.clear();
   }
 
@@ -95,7 +95,7 @@ export class RoomFeed implements FanoutTarget {
       this.next++;
     }
     for (const seq of this.held.keys()) if (seq < this.next) this.held.delete(seq);
-    if (this.held.size === 0) clearTimeout(this.gapTimer);
+    if (this.held.size === 0) this.clearGapTimer();
     return run;
   }
 
@@ -121,6 +121,12 @@ export class RoomFeed implements FanoutTarget {
     return out;
   }
 
+  /** Cleared means unset too: armGapTimer() takes a set field for a timer still pending. */
+  private clearGapTimer(): void {
+    clearTimeout(this.gapTimer);
+    this.gapTimer = undefined;
+  }
+
   private armGapTimer(): void {
     if (this.gapTimer || this.filling || this.stopped) return;
     this.gapTimer = setTimeout(() => {
@@ -139,8 +145,7 @@ export class RoomFeed implements FanoutTarget {
     }
     this.filling = true;
     this.refill = false;
-    clearTimeout(this.gapTimer);
-    this.gapTimer = undefined;
+    this.clearGapTimer();
     try {
       const limit = this.o.replayLimit;
       const stored = await this.o.since(this.o.roomId, this.next - 1, limit + 1);
