@@ -102,6 +102,13 @@ class Worker {
 
   private async connect(cmd: Extract<WorkerCommand, { op: 'connect' }>): Promise<void> {
     this.clients = cmd.clients.map((spec) => new Client(spec));
+    // Heart-beats start with the first connection: connecting thousands takes longer than the server waits.
+    if (cmd.heartbeatMs > 0) {
+      this.heartbeatTimer = setInterval(() => {
+        const now = performance.now();
+        for (const c of this.clients) c.link?.heartbeat(now);
+      }, Math.min(1000, cmd.heartbeatMs / 4));
+    }
     let failed = 0;
     await inBatches(this.clients.length, cmd.concurrency, async (i) => {
       const client = this.clients[i]!;
@@ -120,12 +127,6 @@ class Worker {
         this.sample(`client ${client.spec.index}: ${(err as Error).message}`);
       }
     });
-    if (cmd.heartbeatMs > 0) {
-      this.heartbeatTimer = setInterval(() => {
-        const now = performance.now();
-        for (const c of this.clients) c.link?.heartbeat(now);
-      }, Math.min(1000, cmd.heartbeatMs / 4));
-    }
     this.reply({ op: 'connected', ok: this.clients.length - failed, failed, samples: this.stats.samples });
   }
 
