@@ -7,6 +7,7 @@ import { startGatewayProcess, type GatewayProcess } from '../scripts/gateway-pro
 import { createTempPostgres } from './support/databases.ts';
 import { api, newUser, type TestUser } from './support/gateway.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
+import { prng } from './support/prng.ts';
 
 /**
  * Chaos, asserted exactly: 30 clients on three gateways (on the real RabbitMQ, Redis and PostgreSQL) exchange a
@@ -19,16 +20,6 @@ const ROOMS = 3;
 const DURATION_MS = 30_000;
 const SEND_EVERY_MS = 250;
 const BASE_PORT = 20_000 + Math.floor(Math.random() * 20_000);
-
-/** Seeded PRNG (mulberry32), so a failing schedule can be replayed. */
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Received {
   seq: number;

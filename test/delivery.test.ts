@@ -6,6 +6,7 @@ import type { ClaimOutcome, DeliveryHistory, DeliveryKey } from '../src/delivery
 import { OutboundInterceptor, type OutboundCopy } from '../src/delivery/interceptor.ts';
 import { MemoryHistory } from '../src/delivery/memory-history.ts';
 import { RedisHistory } from '../src/delivery/redis-history.ts';
+import { prng } from './support/prng.ts';
 
 const REDIS = { host: '127.0.0.1', port: 6379 };
 const RUN_PREFIX = `test:delivery:${randomUUID()}:`;
@@ -132,18 +133,6 @@ async function consume(interceptor: OutboundInterceptor, deliveries: OutboundCop
     inFlight.add(settled);
   }
   await Promise.all(inFlight);
-}
-
-/** mulberry32: a small seeded PRNG, so a failing stream can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   type StompVersion,
 } from '../src/stomp/frame.ts';
 import { FrameParser, type ParserLimits } from '../src/stomp/parser.ts';
+import { prng } from './support/prng.ts';
 
 const LIMITS: ParserLimits = { maxFrameBytes: 65536, maxHeaders: 64, maxHeaderBytes: 8192 };
 
@@ -41,18 +42,6 @@ function protocolError(input: string | Buffer | Array<string | Buffer>, parser =
 
 function latin1(s: string): Buffer {
   return Buffer.from(s, 'latin1');
-}
-
-/** Deterministic PRNG (mulberry32), so that every generated case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function randomInt(rand: () => number, min: number, max: number): number {
