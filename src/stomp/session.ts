@@ -304,6 +304,8 @@ export class StompSession {
       if (!(err instanceof ChatError)) this.log.error({ err }, 'connect failed');
       return this.fail('unauthorized', reason);
     }
+    // The socket closed while the handler was accepting: teardown did not report a session not yet connected.
+    if (this.closed) return this.handler.closed(this);
     const [cx, cy] = parseHeartBeat(frame.headers['heart-beat']);
     const hb = this.limits.heartbeatMs;
     // We send every max(our offer, what they want); we expect theirs every max(their offer, what we want).
