@@ -20,6 +20,10 @@ import { authRoutes } from './http/auth-routes.ts';
 import { healthRoutes } from './http/health-routes.ts';
 import { roomRoutes } from './http/room-routes.ts';
 import type { Logger } from './logger.ts';
+import { MemoryPresence } from './presence/memory-presence.ts';
+import type { Presence } from './presence/presence.ts';
+import { RedisPresence } from './presence/redis-presence.ts';
+import { PresenceTracker } from './presence/tracker.ts';
 import { StompServer } from './stomp/server.ts';
 import { openDatabase } from './store/database.ts';
 import { MessageStore } from './store/messages.ts';
@@ -40,6 +44,11 @@ export interface Gateway {
 /** How long a room feed waits for an overtaken event before reading it from the store. */
 const GAP_WAIT_MS = 150;
 const LOCK_TTL_MS = 5_000;
+/** Presence: each gateway refreshes its sessions every 15 s; a dead gateway's users are offline within 45 s. */
+const PRESENCE_REFRESH_MS = 15_000;
+const PRESENCE_TTL_MS = 45_000;
+/** A disconnected session still counts this long, so a reload or a network blip shows no offline/online flap. */
+const PRESENCE_GRACE_MS = 3_000;
 
 /** The composition root: builds every engine from the configuration and wires the path of a message through them. */
 export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
@@ -73,6 +82,14 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
 
   const origin = new GatewayOrigin();
   const rooms = new RoomService(users, roomStore, messages, broker, origin);
+  const presenceOptions = { ttlMs: PRESENCE_TTL_MS, graceMs: PRESENCE_GRACE_MS };
+  const presence: Presence = redis ? new RedisPresence({ redis, ...presenceOptions }) : new MemoryPresence(presenceOptions);
+  const presenceTracker = new PresenceTracker(presence, {
+    announce: (userId, online) => rooms.publishPresence(userId, online),
+    refreshMs: PRESENCE_REFRESH_MS,
+    graceMs: PRESENCE_GRACE_MS,
+    log,
+  });
   const relay = new Relay(broker, fanout, interceptor, config.BROKER_PREFETCH);
   const dispatcher = new Dispatcher(
     tokens,
@@ -85,6 +102,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     history,
     broker,
     origin,
+    presenceTracker,
     { resumeTtlS: config.RESUME_TTL_S, replayLimit: config.REPLAY_LIMIT, tokenGraceS: config.TOKEN_GRACE_S, gapWaitMs: GAP_WAIT_MS },
     log,
   );
@@ -99,7 +117,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         metrics: () => metricsText(gatewayId, dispatcher.sessionCount, interceptor, broker),
       }),
       '/api/auth': authRoutes(users, tokens),
-      '/api/rooms': roomRoutes(tokens, rooms, roomStore, async () => new Set()),
+      '/api/rooms': roomRoutes(tokens, rooms, roomStore, (userIds) => presenceTracker.online(userIds)),
     },
     log,
   );
@@ -142,6 +160,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       }
       await stomp.close();
       http.closeAllConnections();
+      await presenceTracker.close().catch((err: unknown) => log.warn({ err }, 'presence close failed'));
       await history.close().catch((err: unknown) => log.warn({ err }, 'history close failed'));
       await db.close();
       log.info({ gatewayId }, 'gateway stopped');

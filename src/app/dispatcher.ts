@@ -10,6 +10,7 @@ import type { DeliveryHistory } from '../delivery/history.ts';
 import type { OutboundInterceptor } from '../delivery/interceptor.ts';
 import { RoomFeed } from '../delivery/room-feed.ts';
 import type { Logger } from '../logger.ts';
+import type { PresenceTracker } from '../presence/tracker.ts';
 import type { MessageStore } from '../store/messages.ts';
 import type { RoomStore } from '../store/rooms.ts';
 import type { Frame } from '../stomp/frame.ts';
@@ -53,6 +54,7 @@ export class Dispatcher implements SessionHandler {
     private readonly history: DeliveryHistory,
     private readonly broker: Broker,
     private readonly gateway: GatewayOrigin,
+    private readonly presence: PresenceTracker,
     private readonly options: DispatcherOptions,
     private readonly log: Logger,
   ) {
@@ -84,6 +86,8 @@ export class Dispatcher implements SessionHandler {
       this.tokens.issueResume(session.historyId, principal.userId, this.options.resumeTtlS),
       this.history.retain(session.historyId, ttlMs),
     ]);
+    // Last, once nothing can refuse the session: closed() undoes it, and closed() comes only for an accepted one.
+    await this.presence.connected(principal.userId, session.id);
     return { 'session-resume': resumeToken, 'user-name': principal.username };
   }
 
@@ -154,6 +158,7 @@ export class Dispatcher implements SessionHandler {
     this.states.delete(session);
     this.healthSubs.delete(session);
     clearTimeout(state.expiryTimer);
+    this.presence.disconnected(session.userId, session.id);
     for (const cleanup of state.cleanups.values()) {
       Promise.resolve(cleanup()).catch((err: unknown) => this.log.warn({ err }, 'cleanup after disconnect failed'));
     }

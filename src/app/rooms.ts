@@ -115,6 +115,15 @@ export class RoomService {
     return (await this.messages.history(roomId, query)).map((s) => s.event);
   }
 
+  /** Tells every room of the user that they came online or went offline (not history: no seq, not stored). */
+  async publishPresence(userId: string, online: boolean): Promise<void> {
+    const rooms = await this.rooms.listForUser(userId);
+    // An origin seq per publish: one receiver may be in several of these rooms, and each copy must reach it.
+    await Promise.all(
+      rooms.map((room) => this.publish(roomKey(room.id), eventMessage({ type: 'PRESENCE', userId, online }, this.gateway.next()))),
+    );
+  }
+
   notifyUser(userId: string, event: { type: string; [field: string]: unknown }): Promise<void> {
     return this.publish(userKey(userId), eventMessage(event, this.gateway.next()));
   }
