@@ -60,12 +60,13 @@ async function fanoutOn(run: TargetRun, name: TargetName, services: Services): P
     }
     const session = await FanoutSession.open({ target: running.target, rooms: PLAN.rooms, members: PLAN.members, users: PLAN.users, workers: 2 }, 'bench');
     try {
+      // The sweep first, from a low rate up: the goal's rate may overload a server, and its backlog would spoil what follows.
+      if (PLAN.sweep) {
+        run.sweep = await sweep(session, { ...SWEEP, onStep: (r) => printFanout(`sweep step: ${running.target.name}`, [r]) });
+        await session.quiet(2000, 120_000);
+      }
       run.fanout = await session.run(PLAN.rate, PLAN.durationS * 1000, PLAN.drainS * 1000);
       printFanout(`fan-out: ${running.target.name}`, [run.fanout]);
-      if (PLAN.sweep) {
-        await session.quiet(2000, 120_000);
-        run.sweep = await sweep(session, { ...SWEEP, onStep: (r) => printFanout(`sweep step: ${running.target.name}`, [r]) });
-      }
     } finally {
       await session.close();
     }
