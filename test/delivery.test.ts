@@ -335,6 +335,21 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     expect(interceptor.stats).toEqual({ written: 5, dropped: 1, abandoned: 0 });
   });
 
+  it('finishes one delivery holding several copies for one receiver when the first of them is busy', async () => {
+    store = open({ window: 64 });
+    const other = store.connect();
+    const interceptor = new OutboundInterceptor(store.connect(), { busyRetryMs: 5 });
+    expect(await other.claim([key(1, 's1', 'r1')])).toEqual(['deliver']);
+    // A room feed releasing a run of held events hands them over in one call.
+    const done = interceptor.deliver([...sockets.delivery('s1', 1, ['r1']), ...sockets.delivery('s1', 2, ['r1']), ...sockets.delivery('s1', 3, ['r1'])]);
+    await sleep(30);
+    await other.settle([key(1, 's1', 'r1')], []);
+    const outcome = await Promise.race([done.then(() => 'done'), sleep(2_000).then(() => 'stuck')]);
+    expect(outcome).toBe('done');
+    expect(sockets.get('r1').frames).toEqual(['s1#2', 's1#3']);
+    expect(interceptor.stats).toEqual({ written: 2, dropped: 1, abandoned: 0 });
+  });
+
   it('writes in call order when a later claim is answered first', async () => {
     store = open({ window: 64 });
     const flaky = new FlakyHistory(store.connect());

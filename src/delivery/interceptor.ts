@@ -88,7 +88,7 @@ export class OutboundInterceptor {
       let round = slots;
       let first = true;
       while (round.length > 0) {
-        if (!first) await this.#awaitRetry(round);
+        if (!first) round = await this.#awaitRetry(round);
         const outcomes = await this.#history.claim(round.map((s) => s.copy.key));
         const written: DeliveryKey[] = [];
         const released: DeliveryKey[] = [];
@@ -98,7 +98,7 @@ export class OutboundInterceptor {
         if (written.length > 0 || released.length > 0) await this.#history.settle(written, released);
         const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failure) throw failure.reason;
-        round = round.filter((s) => s.open);
+        round = slots.filter((s) => s.open);
         first = false;
       }
     } catch (err) {
@@ -177,10 +177,18 @@ export class OutboundInterceptor {
     this.#close(slot);
   }
 
-  /** Before a retry: every predecessor done (so a lock taken now is written at once), and a pause if a lock was busy. */
-  async #awaitRetry(round: readonly Slot[]): Promise<void> {
-    await Promise.all(round.map((s) => s.prev?.done.promise));
-    if (round.some((s) => s.busy)) await sleep(this.#busyRetryMs);
+  /**
+   * Before a retry: the copies to claim again are the first open one of each receiver (a later one of the same
+   * receiver in this delivery waits for a later round, or it would wait here on a copy that is itself waiting to be
+   * retried); each of those waits until its predecessor is done, so a lock taken now is written at once; and a pause
+   * if a lock was busy.
+   */
+  async #awaitRetry(open: readonly Slot[]): Promise<Slot[]> {
+    const waiting = new Set(open);
+    const heads = open.filter((s) => !s.prev || !waiting.has(s.prev));
+    await Promise.all(heads.map((s) => s.prev?.done.promise));
+    if (heads.some((s) => s.busy)) await sleep(this.#busyRetryMs);
+    return heads;
   }
 
   /** This copy is resolved; its place is done once every earlier copy to the receiver is. */
