@@ -65,7 +65,7 @@ describe('graceful shutdown', () => {
       expect(frames.map((f) => [f.headers.message, f.headers.reconnect])).toEqual([['server shutting down', 'true']]);
     }
     // Each reader comes back on the other gateway with its session-resume token and the last seq it saw.
-    const seqs = (c: TestClient) => c.events(topic).map((e) => e.seq as number);
+    const seqs = (c: TestClient) => c.logged(topic).map((e) => e.seq as number);
     const resumed = await Promise.all(
       readers.map(async (old, i) => {
         const c = await connectAs(ws(staying), [bob, carol][i]!, { 'session-resume': old.connectedHeaders['session-resume']! });

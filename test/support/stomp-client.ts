@@ -1,5 +1,6 @@
 import { Client, type IFrame, type IMessage, type StompHeaders } from '@stomp/stompjs';
 import WebSocket from 'ws';
+import { RoomEvent } from '../../src/contract/events.ts';
 
 /** A connected @stomp/stompjs client that records what it receives, for assertions. */
 export class TestClient {
@@ -74,6 +75,11 @@ export class TestClient {
 
   events(destination: string): Array<Record<string, unknown>> {
     return this.messages(destination).map((m) => JSON.parse(m.body));
+  }
+
+  /** The room events that make up its history (each with its seq); PRESENCE, TYPING and READ left out. */
+  logged(destination: string): Array<Record<string, unknown>> {
+    return this.events(destination).filter((e) => RoomEvent.safeParse(e).success);
   }
 
   /** Resolve once `predicate` holds; reject after `timeoutMs`. */
