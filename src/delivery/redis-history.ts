@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { ClaimOutcome, DeliveryHistory, DeliveryKey } from './history.ts';
 import { assertKeys, assertPositiveInteger } from './validate.ts';
+import { defineScript, type RedisScript } from '../redis-script.ts';
 
 export interface RedisHistoryOptions {
   /** Owned by the caller: close() leaves the connection open. */
@@ -137,8 +138,6 @@ redis.call('HSETNX', KEYS[1], '', '')
 return redis.call('PEXPIRE', KEYS[1], ARGV[1])
 `;
 
-type Script = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
-
 const OUTCOMES: Record<string, ClaimOutcome> = { d: 'deliver', u: 'duplicate', b: 'busy' };
 
 /** DeliveryHistory shared by every gateway through Redis. claim and settle are one EVALSHA each. */
@@ -147,9 +146,9 @@ export class RedisHistory implements DeliveryHistory {
   readonly #window: number;
   readonly #lockTtlMs: number;
   readonly #prefix: string;
-  readonly #claim: Script;
-  readonly #settle: Script;
-  readonly #retain: Script;
+  readonly #claim: RedisScript;
+  readonly #settle: RedisScript;
+  readonly #retain: RedisScript;
   #closed = false;
 
   constructor(opts: RedisHistoryOptions) {
@@ -213,11 +212,4 @@ export class RedisHistory implements DeliveryHistory {
   #assertOpen(): void {
     if (this.#closed) throw new Error('RedisHistory is closed');
   }
-}
-
-/** ioredis sends the script with EVAL the first time on each connection, EVALSHA after. */
-function defineScript(redis: Redis, name: string, lua: string): Script {
-  redis.defineCommand(name, { lua });
-  const script = (redis as unknown as Record<string, Script>)[name]!;
-  return script.bind(redis);
 }

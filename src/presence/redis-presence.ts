@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { assertIds, checkOptions, type Presence, type PresenceOptions } from './presence.ts';
+import { defineScript, type RedisScript } from '../redis-script.ts';
 
 export interface RedisPresenceOptions extends PresenceOptions {
   /** Owned by the caller: close() leaves the connection open. */
@@ -83,8 +84,6 @@ return table.concat(out)
 /** Sessions per refresh or linger script, and entries per reap script: bounds how long one script holds Redis. */
 const BATCH = 500;
 
-type Script = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
-
 /** Presence shared by every gateway through Redis. Each operation is one EVALSHA (refresh, linger and reap per BATCH). */
 export class RedisPresence implements Presence {
   readonly #opts: Required<PresenceOptions>;
@@ -92,11 +91,11 @@ export class RedisPresence implements Presence {
   readonly #keyTtlMs: number;
   /** The sessions connected through this gateway and not disconnected: sessionId -> userId. */
   readonly #connected = new Map<string, string>();
-  readonly #connect: Script;
-  readonly #refresh: Script;
-  readonly #linger: Script;
-  readonly #reap: Script;
-  readonly #online: Script;
+  readonly #connect: RedisScript;
+  readonly #refresh: RedisScript;
+  readonly #linger: RedisScript;
+  readonly #reap: RedisScript;
+  readonly #online: RedisScript;
   #closed = false;
 
   constructor(opts: RedisPresenceOptions) {
@@ -203,11 +202,4 @@ function indexMember(userId: string, sessionId: string): string {
 
 function* batches<T>(items: readonly T[]): Generator<T[]> {
   for (let i = 0; i < items.length; i += BATCH) yield items.slice(i, i + BATCH);
-}
-
-/** ioredis sends the script with EVAL the first time on each connection, EVALSHA after. */
-function defineScript(redis: Redis, name: string, lua: string): Script {
-  redis.defineCommand(name, { lua });
-  const script = (redis as unknown as Record<string, Script>)[name]!;
-  return script.bind(redis);
 }
