@@ -162,6 +162,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       http.closeAllConnections();
       await presenceTracker.close().catch((err: unknown) => log.warn({ err }, 'presence close failed'));
       await history.close().catch((err: unknown) => log.warn({ err }, 'history close failed'));
+      await redis?.quit().catch((err: unknown) => log.warn({ err }, 'redis quit failed'));
       await db.close();
       log.info({ gatewayId }, 'gateway stopped');
     })());

@@ -117,10 +117,10 @@ export class RoomService {
 
   /** Tells every room of the user that they came online or went offline (not history: no seq, not stored). */
   async publishPresence(userId: string, online: boolean): Promise<void> {
-    const rooms = await this.rooms.listForUser(userId);
+    const roomIds = await this.rooms.roomIdsOf(userId);
     // An origin seq per publish: one receiver may be in several of these rooms, and each copy must reach it.
     await Promise.all(
-      rooms.map((room) => this.publish(roomKey(room.id), eventMessage({ type: 'PRESENCE', userId, online }, this.gateway.next()))),
+      roomIds.map((id) => this.publish(roomKey(id), eventMessage({ type: 'PRESENCE', userId, online }, this.gateway.next()))),
     );
   }
 

@@ -194,6 +194,13 @@ export class RoomStore {
     return rows.map((r) => r.userId);
   }
 
+  /** Ids of the rooms the user belongs to (no summaries: for fan-out to all of a user's rooms). */
+  async roomIdsOf(userId: string): Promise<string[]> {
+    if (!isUuid(userId)) return [];
+    const rows = await this.prisma.membership.findMany({ where: { userId }, select: { roomId: true } });
+    return rows.map((r) => r.roomId);
+  }
+
   /** The user's rooms, most recently active first. */
   async listForUser(userId: string): Promise<RoomSummary[]> {
     if (!isUuid(userId)) return [];
