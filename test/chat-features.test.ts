@@ -296,6 +296,24 @@ describe('chat features end to end (embedded default)', () => {
     expect(again).toEqual({ status: 403, body: { code: 'FORBIDDEN', message: `not a member of room ${roomId}` } });
   });
 
+  it('ends a leaver\'s live subscription after its own LEAVE: nothing later of the room reaches it', async () => {
+    const [alice, bob] = users();
+    const roomId = await s.room(alice, 'group', [bob]);
+    const a = await s.connect(alice);
+    const b = await s.connect(bob);
+    await a.subscribeConfirmed(topicOf(roomId));
+    const subId = await b.subscribeConfirmed(topicOf(roomId), { 'client-request-code': 'sub-before-leave' });
+
+    expect((await api(s.server.url, 'POST', `/api/rooms/${roomId}/leave`, {}, bob.accessToken)).status).toBe(204);
+    await b.until(() => b.errors.length === 1);
+    expect(b.errors).toEqual([
+      { code: 'FORBIDDEN', message: `you left room ${roomId}; subscription ${subId} ended`, clientRequestCode: 'sub-before-leave' },
+    ]);
+    await a.sendConfirmed(action(roomId, 'send'), { text: 'after bob left' });
+    await a.until(() => eventsOf(a, roomId, 'CHAT').length === 1);
+    expect(b.logged(topicOf(roomId)).map((e) => e.type)).toEqual(['LEAVE']);
+  });
+
   it('lists open rooms, and joining one sends ENTER once; group rooms cannot be joined', async () => {
     const [alice, bob, mallory] = users();
     const openRoom = await s.room(alice, 'open');

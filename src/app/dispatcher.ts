@@ -1,13 +1,13 @@
-import type { Broker, BrokerHealth } from '../broker/broker.ts';
+import type { Broker, BrokerHealth, BrokerMessage } from '../broker/broker.ts';
 import { eventMessage, jsonMessage } from '../broker/messages.ts';
 import { parseDestination, type Destination } from '../contract/destinations.ts';
 import { ChatError } from '../contract/errors.ts';
-import { DeleteBody, EditBody, ReadBody, SendBody, TypingBody } from '../contract/events.ts';
+import { DeleteBody, EditBody, ReadBody, SendBody, TypingBody, type MessageEvent } from '../contract/events.ts';
 import type { TokenService } from '../auth/tokens.ts';
 import { copyFor } from '../delivery/copy.ts';
 import { directTarget, type Fanout } from '../delivery/fanout.ts';
 import type { DeliveryHistory } from '../delivery/history.ts';
-import type { OutboundInterceptor } from '../delivery/interceptor.ts';
+import type { OutboundCopy, OutboundInterceptor } from '../delivery/interceptor.ts';
 import { RoomFeed } from '../delivery/room-feed.ts';
 import type { Logger } from '../logger.ts';
 import type { PresenceTracker } from '../presence/tracker.ts';
@@ -78,16 +78,16 @@ export class Dispatcher implements SessionHandler {
       if (!historyId) throw new ChatError('UNAUTHORIZED', 'invalid session-resume token');
       session.historyId = historyId;
     }
-    const state: SessionState = { cleanups: new Map() };
-    this.states.set(session, state);
-    this.watchExpiry(session, state, principal.expiresAt);
     const ttlMs = this.options.resumeTtlS * 1000;
     const [resumeToken] = await Promise.all([
       this.tokens.issueResume(session.historyId, principal.userId, this.options.resumeTtlS),
       this.history.retain(session.historyId, ttlMs),
     ]);
-    // Last, once nothing can refuse the session: closed() undoes it, and closed() comes only for an accepted one.
     await this.presence.connected(principal.userId, session.id);
+    // Only now, when nothing can refuse the session any more: closed() undoes this, and comes only for an accepted one.
+    const state: SessionState = { cleanups: new Map() };
+    this.states.set(session, state);
+    this.watchExpiry(session, state, principal.expiresAt);
     return { 'session-resume': resumeToken, 'user-name': principal.username };
   }
 
@@ -189,6 +189,25 @@ export class Dispatcher implements SessionHandler {
     if (since !== undefined && (!Number.isInteger(since) || since < 0)) {
       throw new ChatError('BAD_REQUEST', 'since-seq must be a non-negative integer');
     }
+    // Once the subscriber's own LEAVE is written, nothing more of the room reaches this subscription.
+    let left = false;
+    const copy = (m: BrokerMessage): OutboundCopy | null => {
+      const c = copyFor(session, sub, m);
+      if (!c) return null;
+      const ownLeave = m.headers['event-type'] === 'LEAVE' && (JSON.parse(m.body.toString()) as MessageEvent).sender.id === session.userId;
+      return {
+        key: c.key,
+        write: () => {
+          if (left) return false;
+          const ok = c.write();
+          if (ok && ownLeave) {
+            left = true;
+            queueMicrotask(() => this.endSubscription(session, sub, new ChatError('FORBIDDEN', `you left room ${roomId}; subscription ${sub.id} ended`)));
+          }
+          return ok;
+        },
+      };
+    };
     // Bind first, then read where the room stands: nothing published in between can fall through.
     let feed: RoomFeed | undefined;
     const target = { offer: (m: Parameters<RoomFeed['offer']>[0]) => feed?.offer(m) ?? [], failed: () => feed?.failed() };
@@ -197,7 +216,7 @@ export class Dispatcher implements SessionHandler {
       feed = new RoomFeed({
         roomId,
         afterSeq: since ?? (await this.roomStore.lastSeq(roomId)),
-        copy: (m) => copyFor(session, sub, m),
+        copy,
         interceptor: this.interceptor,
         since: (id, after, limit) => this.messages.since(id, after, limit),
         lastSeq: (id) => this.roomStore.lastSeq(id),
@@ -221,6 +240,18 @@ export class Dispatcher implements SessionHandler {
       this.feeds.delete(feed!);
       await this.fanout.remove('chat', roomKey(roomId), target);
     };
+  }
+
+  /** End a subscription from the server side, telling the client why (with the SUBSCRIBE's client-request-code). */
+  private endSubscription(session: StompSession, sub: Subscription, reason: ChatError): void {
+    const state = this.states.get(session);
+    const cleanup = state?.cleanups.get(sub.id);
+    if (!state || !cleanup) return;
+    state.cleanups.delete(sub.id);
+    session.subscriptions.delete(sub.id);
+    Promise.resolve(cleanup()).catch((err: unknown) => this.log.warn({ err }, 'ending a subscription failed'));
+    const { receipt: _answeredAlready, ...headers } = sub.headers;
+    this.reportError(session, reason, { command: 'SUBSCRIBE', headers, body: Buffer.alloc(0) });
   }
 
   private async roomAction(session: StompSession, frame: Frame, dest: Extract<Destination, { kind: 'room-action' }>): Promise<void> {
