@@ -29,8 +29,15 @@ export async function startGatewayProcess(
     env: { ...process.env, ...env, PORT: String(port), GATEWAY_ID: env.GATEWAY_ID ?? name },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // The last lines, to say why a gateway that never came up failed.
+  const recent: string[] = [];
   const forward = (chunk: Buffer) => {
-    for (const line of chunk.toString().split('\n')) if (line) onLog(`[${name}] ${line}`);
+    for (const line of chunk.toString().split('\n')) {
+      if (!line) continue;
+      recent.push(line);
+      if (recent.length > 20) recent.shift();
+      onLog(`[${name}] ${line}`);
+    }
   };
   child.stdout!.on('data', forward);
   child.stderr!.on('data', forward);
@@ -40,7 +47,7 @@ export async function startGatewayProcess(
   for (;;) {
     const state = await Promise.race([exited.then((c) => `exited ${c}`), fetch(`${url}/healthz`).then((r) => (r.ok ? 'up' : 'down'), () => 'down')]);
     if (state === 'up') break;
-    if (state.startsWith('exited')) throw new Error(`gateway ${name} ${state} before it was up`);
+    if (state.startsWith('exited')) throw new Error(`gateway ${name} ${state} before it was up:\n${recent.join('\n')}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`gateway ${name} not up within 60 s`);
