@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { Client, type IMessage } from '@stomp/stompjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startGatewayProcess, type GatewayProcess } from '../scripts/gateway-process.ts';
+import { freePorts, startGatewayProcess, type GatewayProcess } from '../scripts/gateway-process.ts';
 import { createTempPostgres } from './support/databases.ts';
 import { api, newUser, type TestUser } from './support/gateway.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
@@ -19,7 +19,6 @@ const CLIENTS = 30;
 const ROOMS = 3;
 const DURATION_MS = 30_000;
 const SEND_EVERY_MS = 250;
-const BASE_PORT = 20_000 + Math.floor(Math.random() * 20_000);
 
 interface Received {
   seq: number;
@@ -170,13 +169,12 @@ describe('chaos: broker faults and a gateway death under steady traffic', () => 
       BROKER_QUEUE_EXPIRES_MS: '10000',
       RATE_LIMIT_PER_S: '1000',
     };
-    for (let i = 0; i < 3; i++) {
+    const ports = await freePorts(3);
+    for (const [i, port] of ports.entries()) {
       const proxy = await startTcpProxy(5672);
       proxies.push(proxy);
       gateways.push(
-        await startGatewayProcess(`chaos-g${i}-${BASE_PORT}`, BASE_PORT + i, { ...env, BROKER_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}` }, (l) =>
-          logs.push(l),
-        ),
+        await startGatewayProcess(`chaos-g${i}-${port}`, port, { ...env, BROKER_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}` }, (l) => logs.push(l)),
       );
     }
   });

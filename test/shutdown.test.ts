@@ -1,12 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { IFrame } from '@stomp/stompjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGatewayProcess, type GatewayProcess } from '../scripts/gateway-process.ts';
+import { freePorts, startGatewayProcess, type GatewayProcess } from '../scripts/gateway-process.ts';
 import { createTempPostgres } from './support/databases.ts';
 import { api, connectAs, newUser, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
-
-const BASE_PORT = 40_000 + Math.floor(Math.random() * 10_000);
 
 /** SIGTERM under traffic: clients are told to reconnect, the gateway exits cleanly in time, and nothing is lost or doubled. */
 describe('graceful shutdown', () => {
@@ -26,10 +24,8 @@ describe('graceful shutdown', () => {
       BROKER_QUEUE_EXPIRES_MS: '10000',
       SHUTDOWN_TIMEOUT_MS: '10000',
     };
-    [leaving, staying] = await Promise.all([
-      startGatewayProcess(`shutdown-a-${BASE_PORT}`, BASE_PORT, env),
-      startGatewayProcess(`shutdown-b-${BASE_PORT}`, BASE_PORT + 1, env),
-    ]);
+    const [a, b] = (await freePorts(2)) as [number, number];
+    [leaving, staying] = await Promise.all([startGatewayProcess(`shutdown-a-${a}`, a, env), startGatewayProcess(`shutdown-b-${b}`, b, env)]);
   });
 
   afterAll(async () => {

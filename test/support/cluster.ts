@@ -1,5 +1,4 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 
 /** A YAML value as parseYamlSubset reads it: every scalar stays a string, as compose passes environment values. */
 export type Yaml = string | null | Yaml[] | { [key: string]: Yaml };
@@ -92,24 +91,6 @@ function closingQuote(text: string, quote: '"' | "'"): number {
     }
   }
   return -1;
-}
-
-/** `n` distinct ports free on 127.0.0.1 right now. */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(0, '127.0.0.1', resolve);
-      });
-    }
-    return servers.map((s) => (s.address() as { port: number }).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  }
 }
 
 /** The state letter of /proc/<pid>/stat (R, S, Z, ...), or undefined when there is no such process. */
