@@ -7,8 +7,8 @@ import { OutboundInterceptor, type OutboundCopy } from '../src/delivery/intercep
 import { MemoryHistory } from '../src/delivery/memory-history.ts';
 import { RedisHistory } from '../src/delivery/redis-history.ts';
 import { prng } from './support/prng.ts';
+import { deleteRedisKeys, REDIS, redisKeys } from './support/redis.ts';
 
-const REDIS = { host: '127.0.0.1', port: 6379 };
 const RUN_PREFIX = `test:delivery:${randomUUID()}:`;
 const LONG_LOCK_MS = 30_000;
 
@@ -72,10 +72,7 @@ function redisStore(opts: StoreOptions): Store & { prefix: string; clients: Map<
       clients.get(history)!.disconnect();
     },
     async close() {
-      const admin = new Redis(REDIS);
-      const keys = await admin.keys(`${prefix}*`);
-      if (keys.length > 0) await admin.del(...keys);
-      admin.disconnect();
+      await deleteRedisKeys(prefix);
       for (const redis of clients.values()) redis.disconnect();
     },
   };
@@ -178,10 +175,7 @@ const key = (seq: number, sender = 's1', receiver = 'r1'): DeliveryKey => ({ rec
 
 afterAll(async () => {
   // Every store deletes its keys; this proves it.
-  const admin = new Redis(REDIS);
-  const left = await admin.keys(`${RUN_PREFIX}*`);
-  admin.disconnect();
-  expect(left).toEqual([]);
+  expect(await redisKeys(RUN_PREFIX)).toEqual([]);
 });
 
 describe.each(ENGINES)('DeliveryHistory ($engine)', ({ open }) => {

@@ -13,8 +13,8 @@ import { StompSession, type SessionHandler } from '../src/stomp/session.ts';
 import { createTempPostgres } from './support/databases.ts';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
+import { deleteRedisKeys, REDIS, redisKeys } from './support/redis.ts';
 
-const REDIS = { host: '127.0.0.1', port: 6379 };
 const RUN_PREFIX = `test:presence:${randomUUID()}:`;
 const TTL_MS = 30_000;
 const GRACE_MS = 3_000;
@@ -56,10 +56,7 @@ function redisStore(opts: PresenceOptions): Store & { prefix: string; connection
       return presence;
     },
     async close() {
-      const admin = new Redis(REDIS);
-      const keys = await admin.keys(`${prefix}*`);
-      if (keys.length > 0) await admin.del(...keys);
-      admin.disconnect();
+      await deleteRedisKeys(prefix);
       for (const redis of connections.values()) redis.disconnect();
     },
   };
@@ -72,10 +69,7 @@ const ENGINES = [
 
 afterAll(async () => {
   // Every store deletes its keys; this proves it.
-  const admin = new Redis(REDIS);
-  const left = await admin.keys(`${RUN_PREFIX}*`);
-  admin.disconnect();
-  expect(left).toEqual([]);
+  expect(await redisKeys(RUN_PREFIX)).toEqual([]);
 });
 
 describe.each(ENGINES)('Presence ($engine)', ({ open }) => {
