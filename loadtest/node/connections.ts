@@ -111,4 +111,10 @@ export function printConnections(results: ConnectionsResult[]): void {
     ]),
   );
   for (const r of results) if (r.errorSamples.length) console.log(`  ${r.target}: e.g. ${r.errorSamples.slice(0, 3).join(' | ')}`);
+  if (results.some((r) => r.connected < MEANINGFUL_RSS_CLIENTS)) {
+    console.log(`  KiB/conn under ${MEANINGFUL_RSS_CLIENTS.toLocaleString('en-US')} connections is within the noise of the gateway's own garbage collection`);
+  }
 }
+
+/** Below this many connections, what they add to RSS is smaller than what a collection can free. */
+const MEANINGFUL_RSS_CLIENTS = 10_000;
