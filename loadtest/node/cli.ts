@@ -5,6 +5,7 @@
  *   tsx loadtest/node/cli.ts sweep       (same options) [--from 0.5] [--max 64] [--step 10] [--p99 100] [--refine 2]
  *   tsx loadtest/node/cli.ts connections [--services embedded|real] [--clients 15000] [--heartbeat 10000] [--idle 10]
  *   tsx loadtest/node/cli.ts resume      [--services embedded|real] [--missed 300] [--iterations 50] [--drop-wait 0]
+ *   tsx loadtest/node/cli.ts cpu-budget  [--services embedded|real] [--rates 0.5,1] [--duration 15] (fan-out options as above)
  *
  * Common: --workers N (generator processes), --url http://host:port [--pid N] (a gateway already running),
  * --profile (the started gateway writes a V8 CPU profile under loadtest/results/profiles), --env K=V,K=V.
@@ -12,6 +13,7 @@
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { runConnections, printConnections } from './connections.ts';
+import { printCpuBudget, runCpuBudget } from './cpu-budget.ts';
 import { FanoutSession, printFanout, sweep } from './fanout.ts';
 import { summarizeProfile } from './profile.ts';
 import { writeResult } from './report.ts';
@@ -44,6 +46,7 @@ const { positionals, values } = parseArgs({
     missed: { type: 'string', default: '300' },
     iterations: { type: 'string', default: '50' },
     'drop-wait': { type: 'string', default: '0' },
+    rates: { type: 'string', default: '0.5,1' },
   },
 });
 
@@ -88,6 +91,18 @@ try {
       }
       break;
     }
+    case 'cpu-budget': {
+      if (target.kind !== 'gateway' || target.pid === undefined) throw new Error('cpu-budget needs a gateway and its pid');
+      const session = await FanoutSession.open({ target, rooms: num(values.rooms), members: num(values.members), users: num(values.users), workers: num(values.workers) }, 'cpu');
+      try {
+        const steps = await runCpuBudget(session, target.pid, values.rates.split(',').map(Number), num(values.duration) * 1000);
+        printCpuBudget(steps);
+        console.log(`\nwrote ${writeResult('cpu-budget', { env, machine, result: steps })}`);
+      } finally {
+        await session.close();
+      }
+      break;
+    }
     case 'connections': {
       const r = await runConnections({ target, clients: num(values.clients), heartbeatMs: num(values.heartbeat), idleS: num(values.idle), workers: num(values.workers) });
       printConnections([r]);
@@ -102,7 +117,7 @@ try {
       break;
     }
     default:
-      throw new Error(`unknown scenario ${scenario ?? '(none)'}: fanout, sweep, connections or resume`);
+      throw new Error(`unknown scenario ${scenario ?? '(none)'}: fanout, sweep, connections, resume or cpu-budget`);
   }
 } finally {
   const profile = await running.stop();

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** What Linux says about a process: resident memory and CPU time, read from /proc. */
 
@@ -24,4 +24,37 @@ export async function cpuShare(pid: number, ms: number): Promise<number> {
   const before = cpuMs(pid);
   await new Promise((r) => setTimeout(r, ms));
   return (cpuMs(pid) - before) / ms;
+}
+
+/** Pids of every process whose command name (`/proc/<pid>/comm`) is `name`. */
+export function pidsNamed(name: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() === name) pids.push(Number(entry));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return pids;
+}
+
+/** CPU time of a group of processes, in ms; processes that ended meanwhile count as nothing. */
+export function groupCpuMs(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      sum += cpuMs(pid);
+    } catch {
+      // Gone.
+    }
+  }
+  return sum;
+}
+
+/** Machine-wide CPU counters from /proc/stat: idle (idle + iowait) and total, in clock ticks. */
+export function machineTicks(): { idle: number; total: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  return { idle: fields[3]! + fields[4]!, total: fields.reduce((a, b) => a + b, 0) };
 }
