@@ -3,13 +3,14 @@
  * RabbitMQ's own Web-STOMP as the baseline and the echo relay as the generator's own ceiling.
  *
  *   npm run bench                 short (under two minutes)
- *   npm run bench:full            the goal's sizes and the sweeps (about half an hour)
+ *   npm run bench:full            the goal's sizes, the sweeps and the CPU budget (about forty minutes)
  *   ... -- --profile              the gateways also write V8 CPU profiles, summarised at the end
  *
  * RabbitMQ needs more than 1024 open files for 1,000 Web-STOMP clients: loadtest/rabbitmq-raise-nofile.sh.
  */
 import { cpus, loadavg, totalmem } from 'node:os';
 import { runConnections, printConnections, type ConnectionsResult } from './connections.ts';
+import { printCpuBudget, runCpuBudget, type CpuBudgetStep } from './cpu-budget.ts';
 import { FanoutSession, printFanout, sweep, type FanoutResult, type SweepResult } from './fanout.ts';
 import type { Services } from './gateway-process.ts';
 import { summarizeProfile, type SelfTime } from './profile.ts';
@@ -35,6 +36,7 @@ interface TargetRun {
   sweep?: SweepResult;
   resume?: ResumeResult[];
   connections?: ConnectionsResult;
+  cpuBudget?: CpuBudgetStep[];
   profile?: { path: string; top: SelfTime[]; modules: SelfTime[] };
 }
 
@@ -63,6 +65,11 @@ async function fanoutOn(run: TargetRun, name: TargetName, services: Services): P
       // The sweep first, from a low rate up: the goal's rate may overload a server, and its backlog would spoil what follows.
       if (PLAN.sweep) {
         run.sweep = await sweep(session, { ...SWEEP, onStep: (r) => printFanout(`sweep step: ${running.target.name}`, [r]) });
+        await session.quiet(2000, 120_000);
+      }
+      if (full && running.target.kind === 'gateway' && running.target.pid !== undefined) {
+        run.cpuBudget = await runCpuBudget(session, running.target.pid, [0.5], 15_000);
+        printCpuBudget(run.cpuBudget);
         await session.quiet(2000, 120_000);
       }
       run.fanout = await session.run(PLAN.rate, PLAN.durationS * 1000, PLAN.drainS * 1000);
@@ -115,6 +122,11 @@ if (sweeps.length) {
       ratio(s.best?.deliveriesPerS ?? 0, base?.best?.deliveriesPerS),
     ]),
   );
+}
+for (const r of runs) {
+  if (!r.cpuBudget) continue;
+  console.log(`\n${r.name}:`);
+  printCpuBudget(r.cpuBudget);
 }
 printResume(runs.flatMap((r) => r.resume ?? []));
 printConnections(runs.flatMap((r) => (r.connections ? [r.connections] : [])));
