@@ -30,12 +30,20 @@ const live = (seq: number): BrokerMessage => {
 };
 
 /** A feed over a fake store holding seqs 1..`stored`, writing to an array through a real interceptor. */
-function harness(opts: { afterSeq: number; storedUpTo: number; replayLimit?: number; gapWaitMs?: number }) {
+function harness(opts: {
+  afterSeq: number;
+  storedUpTo: number;
+  replayLimit?: number;
+  gapWaitMs?: number;
+  clientSince?: boolean;
+  /** Share a delivery history with an earlier harness: the receiver resumed. */
+  interceptor?: OutboundInterceptor;
+}) {
   const written: number[] = [];
   const resyncs: number[] = [];
   const reads: number[] = [];
   const store = { upTo: opts.storedUpTo };
-  const interceptor = new OutboundInterceptor(new MemoryHistory({ window: 1024 }));
+  const interceptor = opts.interceptor ?? new OutboundInterceptor(new MemoryHistory({ window: 1024 }));
   const copy = (m: BrokerMessage): OutboundCopy => ({
     key: { receiver: 'r', sender: m.headers['sender-session']!, seq: Number(m.headers['sender-seq']) },
     write: () => {
@@ -46,6 +54,7 @@ function harness(opts: { afterSeq: number; storedUpTo: number; replayLimit?: num
   const feed = new RoomFeed({
     roomId: ROOM,
     afterSeq: opts.afterSeq,
+    clientSince: opts.clientSince ?? false,
     copy,
     interceptor,
     since: async (_room, after, limit) => {
@@ -77,6 +86,23 @@ describe('RoomFeed', () => {
     await h.offer(7);
     await settle();
     expect(h.written).toEqual([3, 4, 5, 6, 7]);
+  });
+
+  it('replays everything above the client\'s since-seq even where the resumed history has it, and only then', async () => {
+    const before = harness({ afterSeq: 0, storedUpTo: 5 });
+    await before.feed.start(); // 1..5 written to a socket that, as it turns out, was dying
+    expect(before.written).toEqual([1, 2, 3, 4, 5]);
+    const resumed = harness({ afterSeq: 2, storedUpTo: 5, clientSince: true, interceptor: before.interceptor });
+    await resumed.feed.start();
+    expect(resumed.written).toEqual([3, 4, 5]);
+    // Live copies of what was replayed are still dropped by the history.
+    await resumed.offer(4);
+    await resumed.offer(6);
+    expect(resumed.written).toEqual([3, 4, 5, 6]);
+    // Without since-seq from the client, a first read is an ordinary one: the history decides.
+    const plain = harness({ afterSeq: 2, storedUpTo: 5, interceptor: before.interceptor });
+    await plain.feed.start();
+    expect(plain.written).toEqual([]);
   });
 
   it('holds an event that overtook an earlier one and releases both in order', async () => {

@@ -216,6 +216,7 @@ export class Dispatcher implements SessionHandler {
       feed = new RoomFeed({
         roomId,
         afterSeq: since ?? (await this.roomStore.lastSeq(roomId)),
+        clientSince: since !== undefined,
         copy,
         interceptor: this.interceptor,
         since: (id, after, limit) => this.messages.since(id, after, limit),

@@ -5,6 +5,11 @@ export interface OutboundCopy {
   key: DeliveryKey;
   /** Returns false when the receiver's socket is gone. */
   write(): boolean;
+  /**
+   * The client asked for this copy again (a `since-seq` replay): write it even if the history has it, for the
+   * history may have recorded a frame that went into a socket already dying. Still ordered, locked and recorded.
+   */
+  replay?: boolean;
 }
 
 export interface InterceptorStats {
@@ -145,7 +150,7 @@ export class OutboundInterceptor {
     slot.busy = outcome === 'busy';
     slot.known.resolve();
     if (outcome === 'busy') return;
-    if (outcome === 'duplicate') {
+    if (outcome === 'duplicate' && !copy.replay) {
       this.stats.dropped++;
       this.#close(slot);
       return;

@@ -9,6 +9,11 @@ export interface RoomFeedOptions {
   roomId: string;
   /** The last seq the subscriber already has: its `since-seq`, or the room's last seq when it subscribed. */
   afterSeq: number;
+  /**
+   * `afterSeq` is the client's own `since-seq`: it holds nothing above it, so the first read is replayed whatever
+   * the history says (a resumed history may hold frames written into the old socket as it died).
+   */
+  clientSince: boolean;
   /** A copy of `message` for this subscriber, or null when its session is gone. */
   copy(message: BrokerMessage): OutboundCopy | null;
   interceptor: OutboundInterceptor;
@@ -40,10 +45,13 @@ export class RoomFeed implements FanoutTarget {
   private refill = false;
   private gapTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** The next read from the store is the subscription's first: a replay when `clientSince`. */
+  private firstRead: boolean;
 
   constructor(private readonly o: RoomFeedOptions) {
     this.next = o.afterSeq + 1;
     this.written = o.afterSeq;
+    this.firstRead = o.clientSince;
   }
 
   /** Replay what the subscriber missed, then release what arrived live meanwhile. */
@@ -99,7 +107,7 @@ export class RoomFeed implements FanoutTarget {
     return run;
   }
 
-  private copies(messages: BrokerMessage[]): OutboundCopy[] {
+  private copies(messages: BrokerMessage[], replay = false): OutboundCopy[] {
     const out: OutboundCopy[] = [];
     for (const m of messages) {
       const copy = this.o.copy(m);
@@ -110,6 +118,7 @@ export class RoomFeed implements FanoutTarget {
           ? copy
           : {
               key: copy.key,
+              replay,
               write: () => {
                 const ok = copy.write();
                 if (ok && seq > this.written) this.written = seq;
@@ -148,6 +157,8 @@ export class RoomFeed implements FanoutTarget {
     this.clearGapTimer();
     try {
       const limit = this.o.replayLimit;
+      const replay = this.firstRead;
+      this.firstRead = false;
       const stored = await this.o.since(this.o.roomId, this.next - 1, limit + 1);
       if (stored.length > limit) {
         this.o.resync(this.next);
@@ -155,7 +166,7 @@ export class RoomFeed implements FanoutTarget {
       } else if (stored.length > 0) {
         const messages = stored.map((s) => roomEventMessage(s.event, { session: s.senderSession, seq: s.senderSeq }));
         this.next = stored[stored.length - 1]!.event.seq + 1;
-        await this.o.interceptor.deliver(this.copies(messages));
+        await this.o.interceptor.deliver(this.copies(messages, replay));
       }
       this.filling = false;
       if (this.stopped) return;

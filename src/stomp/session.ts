@@ -102,7 +102,8 @@ export class StompSession {
    * too slow to drain its socket is ended rather than buffered without bound.
    */
   sendMessage(sub: Subscription, headers: Record<string, string>, body: Buffer): string | null {
-    if (this.closed) return null;
+    // A socket that is closing takes no more frames: report it, so the copy is not recorded as delivered.
+    if (this.closed || this.ws.readyState !== this.ws.OPEN) return null;
     const messageId = `${this.id}-${++this.messageSeq}`;
     // The message may name its real destination (a wildcard subscription's match); the frame's identity is ours.
     const frameHeaders: Record<string, string> = {
