@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   CLIENT_COMMANDS,
   encodeFrame,
+  encodeMessage,
   SERVER_COMMANDS,
   StompProtocolError,
   type Frame,
@@ -375,6 +376,41 @@ describe('FrameParser: errors', () => {
     expect(first).toBeInstanceOf(StompProtocolError);
     expect(thrown('SEND\n\n\0')).toBe(first);
     expect(thrown('')).toBe(first);
+  });
+});
+
+describe('encodeMessage', () => {
+  const message = {
+    headers: { 'content-type': 'application/json', 'event-type': 'CHAT', 'x-odd': 'a:b\\c\nd', subscription: 'forged', ack: 'forged' },
+    body: Buffer.from('{"text":"hé"}\0tail'),
+  };
+
+  it('gives the bytes encodeFrame gives for the merged headers, the subscriber\'s own winning, in every version', () => {
+    for (const version of ['1.0', '1.1', '1.2'] as const) {
+      const own = { destination: '/topic/rooms.1', subscription: 'sub-7', 'message-id': 'm-1', ack: 'm-1' };
+      const merged = { destination: own.destination, ...message.headers, subscription: own.subscription, 'message-id': own['message-id'], ack: own.ack };
+      const expected = new FrameParser(LIMITS, SERVER_COMMANDS);
+      expected.version = version;
+      const actual = new FrameParser(LIMITS, SERVER_COMMANDS);
+      actual.version = version;
+      const [a] = actual.push(encodeMessage(own, message, version));
+      const [e] = expected.push(encodeFrame({ command: 'MESSAGE', headers: merged, body: message.body }, version));
+      expect(a).toEqual(e);
+      expect(a!.headers.subscription).toBe('sub-7');
+      expect(a!.body.toString()).toBe('{"text":"hé"}\0tail');
+    }
+  });
+
+  it('keeps a destination the message names (a wildcard subscription\'s match) over the subscription\'s', () => {
+    const parser = new FrameParser(LIMITS, SERVER_COMMANDS);
+    const [frame] = parser.push(encodeMessage({ destination: '/topic/a.*', subscription: 's', 'message-id': 'm' }, { headers: { destination: '/topic/a.b' }, body: Buffer.alloc(0) }, '1.2'));
+    expect(frame!.headers.destination).toBe('/topic/a.b');
+  });
+
+  it('encodes the shared part once per message and version: two subscribers get identical tails', () => {
+    const one = encodeMessage({ subscription: 'a', 'message-id': '1' }, message, '1.2');
+    const two = encodeMessage({ subscription: 'bb', 'message-id': '22' }, message, '1.2');
+    expect(one.subarray(one.indexOf('content-type'))).toEqual(two.subarray(two.indexOf('content-type')));
   });
 });
 

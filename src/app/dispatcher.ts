@@ -179,7 +179,7 @@ export class Dispatcher implements SessionHandler {
     if (requestCode !== undefined) body.clientRequestCode = requestCode;
     if (frame.headers.receipt !== undefined) body.receiptId = frame.headers.receipt;
     const message = jsonMessage(body, this.gateway.next(), { 'error-code': error.code });
-    session.sendMessage(sub, message.headers, message.body);
+    session.sendMessage(sub, message);
   }
 
   private async subscribeRoom(session: StompSession, sub: Subscription, roomId: string): Promise<() => Promise<void>> {
@@ -222,8 +222,7 @@ export class Dispatcher implements SessionHandler {
         since: (id, after, limit) => this.messages.since(id, after, limit),
         lastSeq: (id) => this.roomStore.lastSeq(id),
         resync: (fromSeq) => {
-          const { headers, body } = eventMessage({ type: 'RESYNC', roomId, fromSeq }, this.gateway.next());
-          session.sendMessage(sub, headers, body);
+          session.sendMessage(sub, eventMessage({ type: 'RESYNC', roomId, fromSeq }, this.gateway.next()));
         },
         replayLimit: this.options.replayLimit,
         gapWaitMs: this.options.gapWaitMs,
@@ -301,8 +300,7 @@ export class Dispatcher implements SessionHandler {
   }
 
   private sendHealth(session: StompSession, sub: Subscription, health: BrokerHealth): void {
-    const { headers, body } = eventMessage({ type: 'HEALTH', broker: health, at: new Date().toISOString() }, this.gateway.next());
-    session.sendMessage(sub, headers, body);
+    session.sendMessage(sub, eventMessage({ type: 'HEALTH', broker: health, at: new Date().toISOString() }, this.gateway.next()));
   }
 
   private stateOf(session: StompSession): SessionState {

@@ -62,7 +62,7 @@ export class Relay {
         const message: BrokerMessage = { ...m, headers: { ...m.headers, redelivered: 'false' } };
         if (!originOf(m)) {
           // Published outside the gateways (RabbitMQ's own STOMP, AMQP clients): nothing to deduplicate by.
-          session.sendMessage(sub, message.headers, message.body);
+          session.sendMessage(sub, message);
           return [];
         }
         const copy = copyFor(session, sub, message);
@@ -121,7 +121,7 @@ export class Relay {
     const key = origin ? `${origin.session}|${origin.seq}` : '';
     let written = false;
     const write = (): boolean => {
-      const messageId = session.sendMessage(sub, { ...d.message.headers, redelivered: String(d.redelivered) }, d.message.body);
+      const messageId = session.sendMessage(sub, { headers: { ...d.message.headers, redelivered: String(d.redelivered) }, body: d.message.body });
       if (messageId === null) return false;
       written = true;
       // Settled or registered as the frame goes out, not once the history has recorded it: the client may ACK at once.

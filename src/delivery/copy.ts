@@ -21,6 +21,6 @@ export function copyFor(session: StompSession, sub: Subscription, message: Broke
   if (!origin) return null;
   return {
     key: deliveryKey(session, sub, origin),
-    write: () => session.sendMessage(sub, message.headers, message.body) !== null,
+    write: () => session.sendMessage(sub, message) !== null,
   };
 }

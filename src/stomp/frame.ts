@@ -90,3 +90,57 @@ export function encodeFrame(frame: Frame, version: StompVersion): Buffer {
   out[out.length - 1] = 0;
   return out;
 }
+
+/** MESSAGE headers that differ for each subscriber: never part of a shared tail (a sender cannot set them). */
+const PER_SUBSCRIBER = new Set(['subscription', 'message-id', 'ack', 'content-length']);
+
+/**
+ * Encoded tails by message and version. A room message goes to every subscriber with the same headers and body,
+ * so all but the per-subscriber headers is encoded once; entries go with their message (a WeakMap).
+ */
+const tails = new WeakMap<object, Partial<Record<StompVersion, Buffer>>>();
+
+/** The part of a MESSAGE every subscriber shares: its headers but the per-subscriber ones, content-length, body, NUL. */
+function messageTail(message: { headers: Record<string, string>; body: Buffer }, version: StompVersion): Buffer {
+  let byVersion = tails.get(message);
+  if (!byVersion) tails.set(message, (byVersion = {}));
+  const cached = byVersion[version];
+  if (cached) return cached;
+  const escaping = headerEscaping('MESSAGE', version);
+  const { headers, body } = message;
+  let text = '';
+  for (const name of Object.keys(headers)) {
+    if (PER_SUBSCRIBER.has(name)) continue;
+    text += escapeHeader(name, escaping, true) + ':' + escapeHeader(headers[name]!, escaping, false) + '\n';
+  }
+  if (body.length > 0) text += `content-length:${body.length}\n`;
+  text += '\n';
+  const textLength = Buffer.byteLength(text);
+  const tail = Buffer.allocUnsafe(textLength + body.length + 1);
+  tail.write(text, 0, textLength, 'utf8');
+  body.copy(tail, textLength);
+  tail[tail.length - 1] = 0;
+  byVersion[version] = tail;
+  return tail;
+}
+
+/**
+ * Encodes a MESSAGE: `own` (subscription, message-id, ack, and destination when the message names none) in front
+ * of the message's shared tail, which is encoded once per message and version. The same bytes as encodeFrame of
+ * the merged headers, with `own` winning over the message's headers of the same names.
+ */
+export function encodeMessage(own: Record<string, string>, message: { headers: Record<string, string>; body: Buffer }, version: StompVersion): Buffer {
+  const escaping = headerEscaping('MESSAGE', version);
+  let head = 'MESSAGE\n';
+  for (const name of Object.keys(own)) {
+    if (name !== 'destination' || message.headers.destination === undefined) {
+      head += escapeHeader(name, escaping, true) + ':' + escapeHeader(own[name]!, escaping, false) + '\n';
+    }
+  }
+  const tail = messageTail(message, version);
+  const headLength = Buffer.byteLength(head);
+  const out = Buffer.allocUnsafe(headLength + tail.length);
+  out.write(head, 0, headLength, 'utf8');
+  tail.copy(out, headLength);
+  return out;
+}

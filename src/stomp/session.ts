@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import { ChatError } from '../contract/errors.ts';
 import type { Logger } from '../logger.ts';
-import { encodeFrame, StompProtocolError, type Frame, type StompVersion } from './frame.ts';
+import { encodeFrame, encodeMessage, StompProtocolError, type Frame, type StompVersion } from './frame.ts';
 import { FrameParser } from './parser.ts';
 
 export type AckMode = 'auto' | 'client' | 'client-individual';
@@ -99,21 +99,19 @@ export class StompSession {
 
   /**
    * Write a MESSAGE for a subscription; returns its message-id, or null when the session is gone. A consumer
-   * too slow to drain its socket is ended rather than buffered without bound.
+   * too slow to drain its socket is ended rather than buffered without bound. Pass the same message object to
+   * every subscriber: its shared part is encoded once.
    */
-  sendMessage(sub: Subscription, headers: Record<string, string>, body: Buffer): string | null {
+  sendMessage(sub: Subscription, message: { headers: Record<string, string>; body: Buffer }): string | null {
     // A socket that is closing takes no more frames: report it, so the copy is not recorded as delivered.
     if (this.closed || this.ws.readyState !== this.ws.OPEN) return null;
     const messageId = `${this.id}-${++this.messageSeq}`;
-    // The message may name its real destination (a wildcard subscription's match); the frame's identity is ours.
-    const frameHeaders: Record<string, string> = {
-      destination: sub.destination,
-      ...headers,
-      subscription: sub.id,
-      'message-id': messageId,
-    };
-    if (sub.ack !== 'auto') frameHeaders.ack = messageId;
-    this.write({ command: 'MESSAGE', headers: frameHeaders, body });
+    // The message may name its real destination (a wildcard subscription's match); subscription, message-id
+    // and ack are always ours, whatever headers the sender put in.
+    const own: Record<string, string> = { destination: sub.destination, subscription: sub.id, 'message-id': messageId };
+    if (sub.ack !== 'auto') own.ack = messageId;
+    this.ws.send(encodeMessage(own, message, this.version), { binary: false });
+    this.lastSent = Date.now();
     if (this.ws.bufferedAmount > this.limits.maxPendingBytes) {
       this.fail(`slow consumer: more than ${this.limits.maxPendingBytes} bytes pending`);
       return null;
