@@ -12,8 +12,9 @@ export interface ResumeOptions {
   missed: number;
   iterations: number;
   /**
-   * The client asks `since-seq` this many events before the last one it saw, as a client unsure of its last
-   * write would: the resumed delivery history must drop those instead of sending them twice.
+   * The client asks `since-seq` this many events before the last one it saw (default 0: exactly its last),
+   * as a client unsure of what it kept would. Those come again: PROTOCOL.md replays every event with
+   * seq > since-seq, and the client's since-seq is the authority on what it holds.
    */
   overlap?: number;
   /**
@@ -32,7 +33,7 @@ export interface ResumeResult {
   iterations: number;
   /** From opening the new socket until the last missed message arrived, ms (over the iterations where it did). */
   caughtUpMs: { p50: number; p90: number; p99: number; max: number };
-  /** Iterations that got exactly the missed events, in seq order, nothing twice, nothing else. */
+  /** Iterations that got exactly the events after their since-seq, in seq order, nothing twice, nothing else. */
   exact: number;
   failures: string[];
 }
@@ -46,7 +47,7 @@ const WAIT_MS = 30_000;
  * all K; checked: it got exactly those K, in order, none twice.
  */
 export async function runResume(o: ResumeOptions): Promise<ResumeResult> {
-  const overlap = o.overlap ?? 10;
+  const overlap = o.overlap ?? 0;
   const dropWaitMs = o.dropWaitMs ?? 0;
   const [reader, writer] = await createUsers(o.target.httpUrl, 2, runPrefix('res'));
   const roomId = await createGroupRoom(o.target.httpUrl, 'resume', [writer!, reader!]);
@@ -87,7 +88,7 @@ export async function runResume(o: ResumeOptions): Promise<ResumeResult> {
       const t1 = got.lastAt;
       // Anything that would come twice comes within the next moments; look a little longer before judging.
       await new Promise((r) => setTimeout(r, 50));
-      const problem = checkExact(got.events, lastSeq, firstMissed, o.missed, got.other);
+      const problem = checkExact(got.events, lastSeq - overlap, firstMissed - overlap, o.missed + overlap, got.other);
       if (caughtUp) times.push(t1 - t0);
       if (caughtUp && !problem) exact++;
       else failures.push(`iteration ${i}: ${caughtUp ? problem : `caught up with ${got.events.length} of ${o.missed} in ${WAIT_MS} ms`}`);
@@ -130,19 +131,22 @@ function collect(link: StompLink): Seen {
   return seen;
 }
 
-/** Exactly the missed messages firstMissed.. (by n), with seqs after lastSeq, rising by one; else what was wrong. */
-function checkExact(events: Seen['events'], lastSeq: number, firstMissed: number, missed: number, other: string[]): string | null {
+/**
+ * Exactly `count` events after `sinceSeq`, seqs rising by one, carrying messages `firstN`.. in order (one
+ * writer numbers its messages consecutively); else what was wrong.
+ */
+function checkExact(events: Seen['events'], sinceSeq: number, firstN: number, count: number, other: string[]): string | null {
   if (other.length) return `unexpected frames: ${other.slice(0, 2).join(' | ')}`;
-  if (events.length !== missed) {
+  if (events.length !== count) {
     const ns = new Set(events.map((e) => loadOf(e.text)?.n));
-    const absent = Array.from({ length: missed }, (_, k) => firstMissed + k).filter((n) => !ns.has(n));
-    return `got ${events.length} events, expected ${missed}; missing messages ${absent.slice(0, 20).join(',')}; first seq ${events[0]?.seq} after ${lastSeq}`;
+    const absent = Array.from({ length: count }, (_, k) => firstN + k).filter((n) => !ns.has(n));
+    return `got ${events.length} events, expected ${count}; missing messages ${absent.slice(0, 20).join(',')}; first seq ${events[0]?.seq} after ${sinceSeq}`;
   }
-  for (let k = 0; k < missed; k++) {
+  for (let k = 0; k < count; k++) {
     const e = events[k]!;
     const stamp = loadOf(e.text);
-    if (e.seq !== lastSeq + 1 + k) return `event ${k} has seq ${e.seq}, expected ${lastSeq + 1 + k}`;
-    if (stamp?.n !== firstMissed + k) return `event ${k} is message ${stamp?.n}, expected ${firstMissed + k}`;
+    if (e.seq !== sinceSeq + 1 + k) return `event ${k} has seq ${e.seq}, expected ${sinceSeq + 1 + k}`;
+    if (stamp?.n !== firstN + k) return `event ${k} is message ${stamp?.n}, expected ${firstN + k}`;
   }
   return null;
 }
