@@ -97,7 +97,8 @@ export class Dispatcher implements SessionHandler {
     if (!dest) throw new ChatError('FORBIDDEN', `cannot subscribe to ${sub.destination}`);
     switch (dest.kind) {
       case 'room':
-        return state.cleanups.set(sub.id, await this.subscribeRoom(session, sub, dest.roomId)), undefined;
+        state.cleanups.set(sub.id, await this.subscribeRoom(session, sub, dest.roomId));
+        return;
       case 'notifications': {
         const target = directTarget((m) => copyFor(session, sub, m));
         await this.fanout.add('chat', userKey(session.userId), target);
