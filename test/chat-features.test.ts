@@ -314,6 +314,22 @@ describe('chat features end to end (embedded default)', () => {
     expect(b.logged(topicOf(roomId)).map((e) => e.type)).toEqual(['LEAVE']);
   });
 
+  it('keeps a rejoined member\'s subscription when its replay holds the member\'s own earlier LEAVE', async () => {
+    const [alice, bob] = users();
+    const created = await api<{ id: string }>(s.server.url, 'POST', '/api/rooms', { kind: 'open', name: 'revolving door' }, alice.accessToken);
+    const roomId = created.body.id;
+    for (const step of ['join', 'leave', 'join']) {
+      expect((await api(s.server.url, 'POST', `/api/rooms/${roomId}/${step}`, {}, bob.accessToken)).status).toBe(204);
+    }
+    const b = await s.connect(bob);
+    await b.subscribeConfirmed(topicOf(roomId), { 'since-seq': '0' });
+    const a = await s.connect(alice);
+    await a.sendConfirmed(action(roomId, 'send'), { text: 'welcome back' });
+    await b.until(() => eventsOf(b, roomId, 'CHAT').length === 1);
+    expect(b.logged(topicOf(roomId)).map((e) => e.type)).toEqual(['ENTER', 'LEAVE', 'ENTER', 'CHAT']);
+    expect(b.errors).toEqual([]);
+  });
+
   it('lists open rooms, and joining one sends ENTER once; group rooms cannot be joined', async () => {
     const [alice, bob, mallory] = users();
     const openRoom = await s.room(alice, 'open');

@@ -184,18 +184,24 @@ export class Dispatcher implements SessionHandler {
   }
 
   private async subscribeRoom(session: StompSession, sub: Subscription, roomId: string): Promise<() => Promise<void>> {
+    // Read before the membership check: a LEAVE after this read is newer; one before it fails the check.
+    const seqAtSubscribe = await this.roomStore.lastSeq(roomId);
     await this.rooms.requireMember(roomId, session.userId);
     const sinceHeader = sub.headers['since-seq'];
     const since = sinceHeader === undefined ? undefined : Number(sinceHeader);
     if (since !== undefined && (!Number.isInteger(since) || since < 0)) {
       throw new ChatError('BAD_REQUEST', 'since-seq must be a non-negative integer');
     }
-    // Once the subscriber's own LEAVE is written, nothing more of the room reaches this subscription.
+    // Once the subscriber's own LEAVE (a new one, not one replayed from before it rejoined) is written, nothing
+    // more of the room reaches this subscription.
     let left = false;
     const copy = (m: BrokerMessage): OutboundCopy | null => {
       const c = copyFor(session, sub, m);
       if (!c) return null;
-      const ownLeave = m.headers['event-type'] === 'LEAVE' && (JSON.parse(m.body.toString()) as MessageEvent).sender.id === session.userId;
+      const ownLeave =
+        m.headers['event-type'] === 'LEAVE' &&
+        Number(m.headers.seq) > seqAtSubscribe &&
+        (JSON.parse(m.body.toString()) as MessageEvent).sender.id === session.userId;
       return {
         key: c.key,
         write: () => {
