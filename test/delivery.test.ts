@@ -7,7 +7,7 @@ import { OutboundInterceptor, type OutboundCopy } from '../src/delivery/intercep
 import { MemoryHistory } from '../src/delivery/memory-history.ts';
 import { RedisHistory } from '../src/delivery/redis-history.ts';
 import { prng } from './support/prng.ts';
-import { deleteRedisKeys, REDIS, redisKeys } from './support/redis.ts';
+import { deleteRedisKeys, recordCommands, REDIS, redisKeys } from './support/redis.ts';
 
 const RUN_PREFIX = `test:delivery:${randomUUID()}:`;
 const LONG_LOCK_MS = 30_000;
@@ -492,16 +492,7 @@ describe('RedisHistory on Redis', () => {
   afterEach(() => store.close());
 
   /** Records the name of every command the history's connection sends. */
-  function countCommands(history: DeliveryHistory): string[] {
-    const redis = store.clients.get(history)!;
-    const sent: string[] = [];
-    const send = redis.sendCommand.bind(redis);
-    redis.sendCommand = (command, ...rest) => {
-      sent.push(command.name);
-      return send(command, ...rest);
-    };
-    return sent;
-  }
+  const countCommands = (history: DeliveryHistory): string[] => recordCommands(store.clients.get(history)!);
 
   it.each([1, 200])('claim and settle are one round trip each for %i receivers', async (n) => {
     store = redisStore({ window: 1024 });

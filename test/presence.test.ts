@@ -13,7 +13,7 @@ import { StompSession, type SessionHandler } from '../src/stomp/session.ts';
 import { createTempPostgres } from './support/databases.ts';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
-import { deleteRedisKeys, REDIS, redisKeys } from './support/redis.ts';
+import { deleteRedisKeys, recordCommands, REDIS, redisKeys } from './support/redis.ts';
 
 const RUN_PREFIX = `test:presence:${randomUUID()}:`;
 const TTL_MS = 30_000;
@@ -197,16 +197,7 @@ describe('RedisPresence across gateways', () => {
   afterEach(() => store.close());
 
   /** Records the name of every command the engine's connection sends. */
-  function countCommands(presence: Presence): string[] {
-    const redis = store.connections.get(presence)!;
-    const sent: string[] = [];
-    const send = redis.sendCommand.bind(redis);
-    redis.sendCommand = (command, ...rest) => {
-      sent.push(command.name);
-      return send(command, ...rest);
-    };
-    return sent;
-  }
+  const countCommands = (presence: Presence): string[] => recordCommands(store.connections.get(presence)!);
 
   it('sees users of every gateway; a dead gateway\'s users expire and one gateway reports each once', async () => {
     begin();

@@ -82,7 +82,12 @@ export function encodeFrame(frame: Frame, version: StompVersion): Buffer {
     }
   }
   if (!hasLength && body.length > 0) head += `content-length:${body.length}\n`;
-  head += '\n';
+  return withBody(head, body);
+}
+
+/** `text`, the blank line, `body` and the NUL, in one allocation. */
+function withBody(text: string, body: Buffer): Buffer {
+  const head = text + '\n';
   const headLength = Buffer.byteLength(head);
   const out = Buffer.allocUnsafe(headLength + body.length + 1);
   out.write(head, 0, headLength, 'utf8');
@@ -114,12 +119,7 @@ function messageTail(message: { headers: Record<string, string>; body: Buffer },
     text += escapeHeader(name, escaping, true) + ':' + escapeHeader(headers[name]!, escaping, false) + '\n';
   }
   if (body.length > 0) text += `content-length:${body.length}\n`;
-  text += '\n';
-  const textLength = Buffer.byteLength(text);
-  const tail = Buffer.allocUnsafe(textLength + body.length + 1);
-  tail.write(text, 0, textLength, 'utf8');
-  body.copy(tail, textLength);
-  tail[tail.length - 1] = 0;
+  const tail = withBody(text, body);
   byVersion[version] = tail;
   return tail;
 }

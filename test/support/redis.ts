@@ -23,3 +23,14 @@ export async function deleteRedisKeys(prefix: string): Promise<void> {
     admin.disconnect();
   }
 }
+
+/** Records the name of every command `redis` sends from now on (to count round trips). */
+export function recordCommands(redis: Redis): string[] {
+  const sent: string[] = [];
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = (command, ...rest) => {
+    sent.push(command.name);
+    return send(command, ...rest);
+  };
+  return sent;
+}
