@@ -1,15 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { WebSocket } from 'ws';
 import { createLogger } from '../src/logger.ts';
 import { MemoryPresence } from '../src/presence/memory-presence.ts';
 import type { Presence, PresenceOptions } from '../src/presence/presence.ts';
 import { RedisPresence } from '../src/presence/redis-presence.ts';
 import { PresenceTracker } from '../src/presence/tracker.ts';
-import type { Frame } from '../src/stomp/frame.ts';
-import { StompSession, type SessionHandler } from '../src/stomp/session.ts';
 import { createTempPostgres } from './support/databases.ts';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
@@ -343,61 +339,6 @@ describe('PresenceTracker', () => {
     expect(a.said).toEqual(['u1:on']);
     expect(b.said).toEqual(['u2:on', 'u1:off']);
     expect(await b.tracker.online(['u1', 'u2'])).toEqual(new Set(['u2']));
-  });
-});
-
-/** A socket the test drives by hand. */
-class FakeSocket extends EventEmitter {
-  readonly OPEN = 1;
-  readyState = 1;
-  bufferedAmount = 0;
-  readonly sent: string[] = [];
-  send(data: string): void {
-    this.sent.push(data);
-  }
-  close(): void {
-    this.readyState = 3;
-  }
-}
-
-describe('a session that closes while CONNECT is being authenticated', () => {
-  it('is reported closed once the handler accepts it, so its presence is undone', async () => {
-    let accept!: (headers: Record<string, string>) => void;
-    const events: string[] = [];
-    const handler: SessionHandler = {
-      connect: () => {
-        events.push('connect');
-        return new Promise((resolve) => (accept = resolve));
-      },
-      subscribe: async () => {},
-      unsubscribe: async () => {},
-      send: async () => {},
-      ack: async () => {},
-      closed: () => void events.push('closed'),
-      reportError: (_s, _e, _f: Frame) => {},
-    };
-    const limits = {
-      maxFrameBytes: 65536,
-      maxHeaders: 64,
-      maxHeaderBytes: 8192,
-      maxSubscriptions: 8,
-      maxPendingBytes: 1 << 20,
-      maxQueuedFrames: 16,
-      heartbeatMs: 0,
-      ratePerSecond: 100,
-    };
-    const socket = new FakeSocket();
-    new StompSession(socket as unknown as WebSocket, handler, limits, silent);
-    const settle = () => new Promise((resolve) => setImmediate(resolve));
-    socket.emit('message', Buffer.from('CONNECT\naccept-version:1.2\nhost:x\n\n\0'));
-    await settle();
-    expect(events).toEqual(['connect']);
-    socket.readyState = 3;
-    socket.emit('close');
-    accept({});
-    await settle();
-    expect(events).toEqual(['connect', 'closed']);
-    expect(socket.sent).toEqual([]);
   });
 });
 

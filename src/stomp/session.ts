@@ -66,6 +66,9 @@ export class StompSession {
   private messageSeq = 0;
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
+  private readPaused = false;
+  /** Queued frames at which reading pauses; well below maxQueuedFrames, which only a single huge burst reaches. */
+  private readonly pauseAt: number;
   private closed = false;
   private lastReceived = Date.now();
   private lastSent = Date.now();
@@ -80,6 +83,7 @@ export class StompSession {
     private readonly log: Logger,
   ) {
     this.parser = new FrameParser(limits);
+    this.pauseAt = Math.max(1, Math.floor(limits.maxQueuedFrames / 4));
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => this.onData(data));
     ws.on('close', () => this.teardown());
     ws.on('error', (err) => {
@@ -158,7 +162,22 @@ export class StompSession {
     for (const frame of frames) {
       if (!this.admit(frame)) return;
       this.queued++;
-      this.queue = this.queue.then(() => this.handle(frame)).finally(() => this.queued--);
+      this.queue = this.queue.then(() => this.handle(frame)).finally(() => this.dequeued());
+    }
+    // Back-pressure: a client sending faster than its frames are handled stops being read (TCP slows it down)
+    // rather than queueing without bound or being cut off at maxQueuedFrames.
+    if (!this.readPaused && this.queued >= this.pauseAt) {
+      this.readPaused = true;
+      this.ws.pause();
+    }
+  }
+
+  private dequeued(): void {
+    this.queued--;
+    if (this.readPaused && this.queued <= this.pauseAt / 2) {
+      this.readPaused = false;
+      this.lastReceived = Date.now(); // nothing was read while paused, heart-beats included
+      this.ws.resume();
     }
   }
 
@@ -326,7 +345,7 @@ export class StompSession {
     this.heartbeatTimer = setInterval(() => {
       const now = Date.now();
       // Allow twice the agreed interval before declaring the peer dead: timers and networks jitter.
-      if (expectEvery && now - this.lastReceived > expectEvery * 2) {
+      if (expectEvery && !this.readPaused && now - this.lastReceived > expectEvery * 2) {
         this.log.debug({ session: this.id }, 'peer missed heart-beats');
         return this.fail('heart-beat timeout');
       }
