@@ -32,4 +32,4 @@ export function writeResult(name: string, data: unknown): string {
 
 /** `value / baseline` as `0.42x`, or `-` when there is no baseline to compare with. */
 export const ratio = (value: number, baseline: number | undefined): string =>
-  baseline === undefined || baseline === 0 ? '-' : `${(value / baseline).toFixed(2)}x`;
+  baseline === undefined || baseline === 0 ? '-' : `${(value / baseline).toPrecision(2)}x`;
