@@ -4,7 +4,7 @@
  *   tsx loadtest/node/cli.ts fanout      --target gateway|rabbitmq|echo [--services embedded|real] [--rooms 100] [--members 10] [--users 100] [--rate 2] [--duration 20]
  *   tsx loadtest/node/cli.ts sweep       (same options) [--from 0.5] [--max 64] [--step 10] [--p99 100] [--refine 2]
  *   tsx loadtest/node/cli.ts connections [--services embedded|real] [--clients 15000] [--heartbeat 10000] [--idle 10]
- *   tsx loadtest/node/cli.ts resume      [--services embedded|real] [--missed 300] [--iterations 50] [--drop-wait 0]
+ *   tsx loadtest/node/cli.ts resume      [--services embedded|real] [--missed 300] [--iterations 50] [--drop-wait 0] [--overlap 0]
  *   tsx loadtest/node/cli.ts cpu-budget  [--services embedded|real] [--rates 0.5,1] [--duration 15] (fan-out options as above)
  *
  * Common: --workers N (generator processes), --url http://host:port [--pid N] (a gateway already running),
@@ -46,6 +46,7 @@ const { positionals, values } = parseArgs({
     missed: { type: 'string', default: '300' },
     iterations: { type: 'string', default: '50' },
     'drop-wait': { type: 'string', default: '0' },
+    overlap: { type: 'string', default: '0' },
     rates: { type: 'string', default: '0.5,1' },
   },
 });
@@ -111,7 +112,7 @@ try {
     }
     case 'resume': {
       if (target.kind !== 'gateway') throw new Error('resume runs against the gateway only');
-      const r = await runResume({ target, missed: num(values.missed), iterations: num(values.iterations), dropWaitMs: num(values['drop-wait']) });
+      const r = await runResume({ target, missed: num(values.missed), iterations: num(values.iterations), dropWaitMs: num(values['drop-wait']), overlap: num(values.overlap) });
       printResume([r]);
       console.log(`\nwrote ${writeResult('resume', { env, machine, result: r })}`);
       break;
