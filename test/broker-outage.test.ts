@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTempPostgres } from './support/databases.ts';
+import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';

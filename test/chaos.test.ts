@@ -4,7 +4,7 @@ import { Client, type IMessage } from '@stomp/stompjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { freePorts, startGatewayProcess, type GatewayProcess } from '../scripts/gateway-process.ts';
-import { createTempPostgres } from './support/databases.ts';
+import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { api, newUser, type TestUser } from './support/gateway.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 import { prng } from './support/prng.ts';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { createTempPostgres } from './support/databases.ts';
+import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
 import { connectStomp, type TestClient } from './support/stomp-client.ts';
 

@@ -20,7 +20,7 @@ import { siteVariables } from '../scripts/nginx-process.ts';
 import { RedisHistory } from '../src/delivery/redis-history.ts';
 import { freePorts } from '../scripts/gateway-process.ts';
 import { childPids, isRunning, parseYamlSubset, type Yaml } from './support/cluster.ts';
-import { createTempPostgres } from './support/databases.ts';
+import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { api, newUser, type TestUser } from './support/gateway.ts';
 import { connectStomp, type TestClient } from './support/stomp-client.ts';
 

@@ -6,7 +6,7 @@ import { MemoryPresence } from '../src/presence/memory-presence.ts';
 import type { Presence, PresenceOptions } from '../src/presence/presence.ts';
 import { RedisPresence } from '../src/presence/redis-presence.ts';
 import { PresenceTracker } from '../src/presence/tracker.ts';
-import { createTempPostgres } from './support/databases.ts';
+import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
 import { deleteRedisKeys, recordCommands, REDIS, redisKeys } from './support/redis.ts';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { IFrame } from '@stomp/stompjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePorts, startGatewayProcess, type GatewayProcess } from '../scripts/gateway-process.ts';
-import { createTempPostgres } from './support/databases.ts';
+import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { api, connectAs, newUser, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
 

@@ -12,7 +12,7 @@ import { MessageStore } from '../src/store/messages.ts';
 import { MIGRATION_LOCK_KEY, migratePGlite, migratePostgres, readMigrations } from '../src/store/migrate.ts';
 import { RoomStore } from '../src/store/rooms.ts';
 import { UserStore, type User } from '../src/store/users.ts';
-import { createTempPostgres } from './support/databases.ts';
+import { createTempPostgres } from '../scripts/temp-postgres.ts';
 
 const log = createLogger('silent');
 

@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import { freePorts } from '../../scripts/gateway-process.ts';
+import { createTempPostgres } from '../../scripts/temp-postgres.ts';
 
 export type Services = 'embedded' | 'real';
 
@@ -33,13 +33,12 @@ export interface GatewayProcess {
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const BROKER_URL = 'amqp://guest:guest@127.0.0.1:5672';
 export const REDIS_URL = 'redis://127.0.0.1:6379';
-const POSTGRES = 'postgresql://postgres@127.0.0.1:5432';
 
 /** Start `node --import tsx src/main.ts` as its own process, so that its RSS and CPU can be read from /proc. */
 export async function spawnGateway(options: GatewayProcessOptions): Promise<GatewayProcess> {
-  const port = await freePort();
+  const [port] = (await freePorts(1)) as [number];
   const dataDir = await mkdtemp(join(tmpdir(), 'chat-bench-'));
-  const database = options.services === 'real' ? await createDatabase() : undefined;
+  const database = options.services === 'real' ? await createTempPostgres('bench') : undefined;
   // The services are chosen here, not inherited from whoever runs the benchmark.
   const { DATABASE_URL: _d, BROKER_URL: _b, REDIS_URL: _r, ...inherited } = process.env as Record<string, string>;
   const env: Record<string, string> = {
@@ -114,29 +113,3 @@ function stopProcess(child: ChildProcess): Promise<void> {
   });
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** A fresh database for one run, dropped afterwards. */
-async function createDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
-  const name = `bench_${Date.now().toString(36)}_${randomBytes(3).toString('hex')}`;
-  const admin = async (sql: string): Promise<void> => {
-    const client = new pg.Client({ connectionString: `${POSTGRES}/postgres` });
-    await client.connect();
-    try {
-      await client.query(sql);
-    } finally {
-      await client.end();
-    }
-  };
-  await admin(`CREATE DATABASE ${name}`);
-  return { url: `${POSTGRES}/${name}`, drop: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
-}
