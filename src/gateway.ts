@@ -20,6 +20,7 @@ import { authRoutes } from './http/auth-routes.ts';
 import { healthRoutes } from './http/health-routes.ts';
 import { roomRoutes } from './http/room-routes.ts';
 import type { Logger } from './logger.ts';
+import { Metrics } from './metrics.ts';
 import { MemoryPresence } from './presence/memory-presence.ts';
 import type { Presence } from './presence/presence.ts';
 import { RedisPresence } from './presence/redis-presence.ts';
@@ -53,6 +54,7 @@ const PRESENCE_GRACE_MS = 3_000;
 /** The composition root: builds every engine from the configuration and wires the path of a message through them. */
 export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
   const gatewayId = config.GATEWAY_ID ?? `${process.pid}-${Date.now().toString(36)}`;
+  const metrics = new Metrics(gatewayId);
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, log });
   const users = new UserStore(db.prisma);
   const roomStore = new RoomStore(db.prisma);
@@ -107,6 +109,12 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     log,
   );
 
+  metrics.gauge('chat_sessions', 'Connected STOMP sessions.', () => dispatcher.sessionCount);
+  metrics.counter('chat_delivered_total', 'MESSAGE frames written by the outbound interceptor.', () => interceptor.stats.written);
+  metrics.counter('chat_duplicates_dropped_total', 'Redelivered copies dropped by the outbound interceptor.', () => interceptor.stats.dropped);
+  metrics.counter('chat_abandoned_total', 'Copies not written because the receiver had gone.', () => interceptor.stats.abandoned);
+  metrics.gauge('chat_broker_up', 'Whether the broker link is up.', () => (broker.health() === 'up' ? 1 : 0));
+
   const api = createApi(
     {
       '/': healthRoutes({
@@ -114,7 +122,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
           database: await db.prisma.$queryRaw`SELECT 1`.then(() => true, () => false),
           broker: broker.health() === 'up',
         }),
-        metrics: () => metricsText(gatewayId, dispatcher.sessionCount, interceptor, broker),
+        metrics,
       }),
       '/api/auth': authRoutes(users, tokens),
       '/api/rooms': roomRoutes(tokens, rooms, roomStore, (userIds) => presenceTracker.online(userIds)),
@@ -168,31 +176,4 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     })());
 
   return { id: gatewayId, http, url, interceptor, stomp, close };
-}
-
-function metricsText(gatewayId: string, sessions: number, interceptor: OutboundInterceptor, broker: Broker): string {
-  const { written, dropped, abandoned } = interceptor.stats;
-  const mem = process.memoryUsage();
-  const label = `{gateway="${gatewayId}"}`;
-  return [
-    '# HELP chat_sessions Connected STOMP sessions.',
-    '# TYPE chat_sessions gauge',
-    `chat_sessions${label} ${sessions}`,
-    '# HELP chat_delivered_total MESSAGE frames written by the outbound interceptor.',
-    '# TYPE chat_delivered_total counter',
-    `chat_delivered_total${label} ${written}`,
-    '# HELP chat_duplicates_dropped_total Redelivered copies dropped by the outbound interceptor.',
-    '# TYPE chat_duplicates_dropped_total counter',
-    `chat_duplicates_dropped_total${label} ${dropped}`,
-    '# HELP chat_abandoned_total Copies not written because the receiver had gone.',
-    '# TYPE chat_abandoned_total counter',
-    `chat_abandoned_total${label} ${abandoned}`,
-    '# HELP chat_broker_up Whether the broker link is up.',
-    '# TYPE chat_broker_up gauge',
-    `chat_broker_up${label} ${broker.health() === 'up' ? 1 : 0}`,
-    '# HELP process_resident_memory_bytes Resident set size.',
-    '# TYPE process_resident_memory_bytes gauge',
-    `process_resident_memory_bytes${label} ${mem.rss}`,
-    '',
-  ].join('\n');
 }

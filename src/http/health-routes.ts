@@ -1,10 +1,10 @@
 import { Router } from 'express';
+import type { Metrics } from '../metrics.ts';
 
 export interface HealthProbe {
   /** Whether the database answers and the broker link is up. */
   ready(): Promise<{ database: boolean; broker: boolean }>;
-  /** Prometheus text exposition. */
-  metrics(): string;
+  metrics: Metrics;
 }
 
 export function healthRoutes(probe: HealthProbe): Router {
@@ -17,8 +17,8 @@ export function healthRoutes(probe: HealthProbe): Router {
     const ok = checks.database && checks.broker;
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not ready', ...checks });
   });
-  router.get('/metrics', (_req, res) => {
-    res.type('text/plain; version=0.0.4').send(probe.metrics());
+  router.get('/metrics', async (_req, res) => {
+    res.type(probe.metrics.contentType).send(await probe.metrics.text());
   });
   return router;
 }
