@@ -37,6 +37,8 @@ const Env = z.object({
   /** How long a gateway's queue outlives its gateway. */
   BROKER_QUEUE_EXPIRES_MS: z.coerce.number().int().positive().default(60_000),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
+  /** Security log lines (failed logins, refusals, cut sessions) written per second; the rest are counted. */
+  AUDIT_LINES_PER_S: z.coerce.number().int().positive().default(50),
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(1024 * 1024 * 1024),
 });
 

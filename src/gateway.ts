@@ -19,6 +19,7 @@ import { createApi } from './http/api.ts';
 import { authRoutes } from './http/auth-routes.ts';
 import { healthRoutes } from './http/health-routes.ts';
 import { roomRoutes } from './http/room-routes.ts';
+import { AuditLog } from './audit.ts';
 import type { Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { MemoryPresence } from './presence/memory-presence.ts';
@@ -55,6 +56,7 @@ const PRESENCE_GRACE_MS = 3_000;
 export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
   const gatewayId = config.GATEWAY_ID ?? `${process.pid}-${Date.now().toString(36)}`;
   const metrics = new Metrics(gatewayId);
+  const audit = new AuditLog(log, { linesPerSecond: config.AUDIT_LINES_PER_S });
   const db = await openDatabase({ databaseUrl: config.DATABASE_URL, dataDir: config.DATA_DIR, log });
   const users = new UserStore(db.prisma);
   const roomStore = new RoomStore(db.prisma);
