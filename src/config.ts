@@ -22,6 +22,8 @@ const Env = z.object({
   MAX_FRAME_BYTES: z.coerce.number().int().positive().default(64 * 1024),
   MAX_HEADERS: z.coerce.number().int().positive().default(64),
   MAX_HEADER_BYTES: z.coerce.number().int().positive().default(8 * 1024),
+  /** STOMP sessions one user may hold on one gateway at once. */
+  MAX_CONNECTIONS_PER_USER: z.coerce.number().int().positive().default(20),
   MAX_SUBSCRIPTIONS: z.coerce.number().int().positive().default(256),
   /** Outbound bytes a slow consumer may have queued before its session is ended. */
   MAX_PENDING_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),

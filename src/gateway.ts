@@ -3,7 +3,10 @@ import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { Dispatcher } from './app/dispatcher.ts';
 import { GatewayOrigin } from './app/origin.ts';
+import { Connections } from './app/connections.ts';
+import { ErrorChannel } from './app/error-channel.ts';
 import { Relay } from './app/relay.ts';
+import { RoomSubscriptions } from './app/room-subscriptions.ts';
 import { RoomService } from './app/rooms.ts';
 import { loadJwtSecret, TokenService } from './auth/tokens.ts';
 import { AmqpBroker } from './broker/amqp-broker.ts';
@@ -27,6 +30,9 @@ import type { Presence } from './presence/presence.ts';
 import { RedisPresence } from './presence/redis-presence.ts';
 import { PresenceTracker } from './presence/tracker.ts';
 import { StompServer } from './stomp/server.ts';
+import { MemoryTakeover } from './takeover/memory-takeover.ts';
+import { RedisTakeover } from './takeover/redis-takeover.ts';
+import type { Takeover } from './takeover/takeover.ts';
 import { openDatabase } from './store/database.ts';
 import { MessageStore } from './store/messages.ts';
 import { RoomStore } from './store/rooms.ts';
@@ -95,23 +101,38 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     log,
   });
   const relay = new Relay(broker, fanout, interceptor, config.BROKER_PREFETCH);
-  const dispatcher = new Dispatcher(
+  const takeover: Takeover = redis
+    ? new RedisTakeover({ redis, gatewayId, ttlMs: config.RESUME_TTL_S * 1000 })
+    : new MemoryTakeover();
+  const errors = new ErrorChannel(origin, audit, log);
+  const connections = new Connections(
     tokens,
+    history,
+    presenceTracker,
+    takeover,
+    errors,
+    metrics,
+    audit,
+    { resumeTtlS: config.RESUME_TTL_S, tokenGraceS: config.TOKEN_GRACE_S, maxPerUser: config.MAX_CONNECTIONS_PER_USER },
+    log,
+  );
+  const roomSubscriptions = new RoomSubscriptions(
     rooms,
     roomStore,
     messages,
     fanout,
-    relay,
     interceptor,
-    history,
-    broker,
     origin,
-    presenceTracker,
-    { resumeTtlS: config.RESUME_TTL_S, replayLimit: config.REPLAY_LIMIT, tokenGraceS: config.TOKEN_GRACE_S, gapWaitMs: GAP_WAIT_MS },
+    {
+      replayLimit: config.REPLAY_LIMIT,
+      gapWaitMs: GAP_WAIT_MS,
+      end: (session, sub, reason) => dispatcher.endSubscription(session, sub, reason),
+    },
     log,
   );
+  const dispatcher: Dispatcher = new Dispatcher(connections, errors, roomSubscriptions, rooms, fanout, relay, broker, origin, log);
 
-  metrics.gauge('chat_sessions', 'Connected STOMP sessions.', () => dispatcher.sessionCount);
+  metrics.gauge('chat_sessions', 'Connected STOMP sessions.', () => connections.count);
   metrics.counter('chat_delivered_total', 'MESSAGE frames written by the outbound interceptor.', () => interceptor.stats.written);
   metrics.counter('chat_duplicates_dropped_total', 'Redelivered copies dropped by the outbound interceptor.', () => interceptor.stats.dropped);
   metrics.counter('chat_abandoned_total', 'Copies not written because the receiver had gone.', () => interceptor.stats.abandoned);
@@ -170,6 +191,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       }
       await stomp.close();
       http.closeAllConnections();
+      connections.close();
+      await takeover.close().catch((err: unknown) => log.warn({ err }, 'takeover close failed'));
       await presenceTracker.close().catch((err: unknown) => log.warn({ err }, 'presence close failed'));
       await history.close().catch((err: unknown) => log.warn({ err }, 'history close failed'));
       await redis?.quit().catch((err: unknown) => log.warn({ err }, 'redis quit failed'));

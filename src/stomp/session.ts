@@ -320,7 +320,9 @@ export class StompSession {
     } catch (err) {
       const reason = err instanceof ChatError ? err.message : 'authentication failed';
       if (!(err instanceof ChatError)) this.log.error({ err }, 'connect failed');
-      return this.fail('unauthorized', reason);
+      // A refused credential is `unauthorized` (PROTOCOL.md); any other refusal (a limit) says what it was.
+      const refusedFor = err instanceof ChatError && err.code !== 'UNAUTHORIZED' && err.code !== 'TOKEN_EXPIRED' ? err.message : 'unauthorized';
+      return this.fail(refusedFor, reason);
     }
     // The socket closed while the handler was accepting: teardown did not report a session not yet connected.
     if (this.closed) return this.handler.closed(this);
