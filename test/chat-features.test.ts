@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TokenService } from '../src/auth/tokens.ts';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
+import { VARIANTS, type Variant } from './support/variants.ts';
 
 type Event = Record<string, unknown> & { type: string };
 
@@ -29,8 +30,9 @@ const ref = (u: TestUser) => ({ id: u.id, username: u.username });
 /** For what no received frame signals (a closed socket): poll, bounded. */
 const waitUntil = (predicate: () => boolean) => vi.waitFor(() => expect(predicate()).toBe(true), { timeout: 10_000, interval: 20 });
 
-/** Start a gateway and sign up users on it; everything is stopped and disconnected after the suite. */
-function suite(env: () => Record<string, string>, ...prefixes: string[]) {
+/** Start a gateway on `variant` and sign up users on it; everything is stopped and disconnected after the suite. */
+function suite(variant: Variant, env: () => Record<string, string>, ...prefixes: string[]) {
+  let tearDown = async () => {};
   const s = {
     server: undefined as unknown as TestServer,
     users: [] as TestUser[],
@@ -53,18 +55,21 @@ function suite(env: () => Record<string, string>, ...prefixes: string[]) {
     },
   };
   beforeAll(async () => {
-    s.server = await startTestGateway(env());
+    const setUp = await variant.setUp();
+    tearDown = setUp.tearDown;
+    s.server = await startTestGateway({ ...setUp.env, ...env() });
     s.users = await Promise.all(prefixes.map((p) => newUser(s.server.url, p)));
   });
   afterAll(async () => {
     await Promise.all(s.clients.map((c) => c.disconnect()));
     await s.server?.stop();
+    await tearDown();
   });
   return s;
 }
 
-describe('chat features end to end (embedded default)', () => {
-  const s = suite(() => ({}), 'alice', 'bob', 'mallory');
+describe.each(VARIANTS)('chat features end to end on $name', (variant) => {
+  const s = suite(variant, () => ({}), 'alice', 'bob', 'mallory');
   const users = () => s.users as [TestUser, TestUser, TestUser];
 
   it('sends TYPING to the other members and nothing to a non-member, who is refused with request codes', async () => {
@@ -365,11 +370,12 @@ describe('chat features end to end (embedded default)', () => {
   });
 });
 
-describe('sessions under tight limits (short token TTL and grace, low rate limit)', () => {
+describe.each(VARIANTS)('sessions under tight limits (short token TTL and grace, low rate limit) on $name', (variant) => {
   const secret = randomBytes(32).toString('hex');
   const GRACE_S = 1;
   const RATE = 10;
   const s = suite(
+    variant,
     () => ({ JWT_SECRET: secret, ACCESS_TOKEN_TTL_S: '2', TOKEN_GRACE_S: String(GRACE_S), RATE_LIMIT_PER_S: String(RATE) }),
     'carol',
     'dave',

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
 import { connectStomp, type TestClient } from './support/stomp-client.ts';
+import { VARIANTS } from './support/variants.ts';
 
 interface RoomView {
   id: string;
@@ -12,18 +12,7 @@ interface RoomView {
   unread: number;
 }
 
-const databases = [
-  { name: 'embedded PGlite', env: async () => ({ env: {}, drop: async () => {} }) },
-  {
-    name: 'PostgreSQL',
-    env: async () => {
-      const pg = await createTempPostgres();
-      return { env: { DATABASE_URL: pg.url }, drop: pg.drop };
-    },
-  },
-];
-
-describe.each(databases)('chat end to end on $name', ({ env }) => {
+describe.each(VARIANTS)('chat end to end on $name', (variant) => {
   let server: TestServer;
   let dropDatabase: () => Promise<void>;
   let alice: TestUser;
@@ -39,9 +28,9 @@ describe.each(databases)('chat end to end on $name', ({ env }) => {
   };
 
   beforeAll(async () => {
-    const db = await env();
-    dropDatabase = db.drop;
-    server = await startTestGateway(db.env);
+    const setUp = await variant.setUp();
+    dropDatabase = setUp.tearDown;
+    server = await startTestGateway(setUp.env);
     [alice, bob, mallory] = await Promise.all([newUser(server.url, 'alice'), newUser(server.url, 'bob'), newUser(server.url, 'mallory')]);
     const room = await api<{ id: string; kind: string }>(server.url, 'POST', '/api/rooms', { kind: 'direct', members: [bob.username] }, alice.accessToken);
     expect(room.status).toBe(201);

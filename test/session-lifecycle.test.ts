@@ -3,9 +3,9 @@ import type { IFrame } from '@stomp/stompjs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
-import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { REDIS } from './support/redis.ts';
 import type { TestClient } from './support/stomp-client.ts';
+import { REDIS_URL, VARIANTS } from './support/variants.ts';
 
 const topicOf = (roomId: string) => `/topic/rooms.${roomId}`;
 const sendTo = (roomId: string) => `/app/rooms.${roomId}.send`;
@@ -31,8 +31,8 @@ async function groupRoom(server: TestServer, owner: TestUser, members: TestUser[
 }
 
 /** The same cases on the embedded default and, across two gateways, on Redis. */
-for (const variant of ['embedded', 'real services'] as const) {
-  describe(`session lifecycle (${variant})`, () => {
+for (const variant of VARIANTS) {
+  describe(`session lifecycle on ${variant.name}`, () => {
     const servers: TestServer[] = [];
     const clients: TestClient[] = [];
     let alice: TestUser;
@@ -44,26 +44,21 @@ for (const variant of ['embedded', 'real services'] as const) {
       return c;
     };
 
-    let database: Awaited<ReturnType<typeof createTempPostgres>> | undefined;
+    let tearDown = async () => {};
 
     beforeAll(async () => {
-      const env: Record<string, string> = { MAX_CONNECTIONS_PER_USER: '3', JWT_SECRET: randomBytes(32).toString('hex') };
-      if (variant === 'real services') {
-        // Two gateways on one RabbitMQ, Redis and PostgreSQL; the embedded variant is one gateway, twice.
-        database = await createTempPostgres();
-        Object.assign(env, { REDIS_URL: `redis://${REDIS.host}:${REDIS.port}`, BROKER_URL: 'amqp://guest:guest@127.0.0.1:5672', DATABASE_URL: database.url });
-        servers.push(await startTestGateway(env));
-        servers.push(await startTestGateway(env));
-      } else {
-        const server = await startTestGateway(env);
-        servers.push(server, server);
-      }
+      const setUp = await variant.setUp();
+      tearDown = setUp.tearDown;
+      const env = { ...setUp.env, MAX_CONNECTIONS_PER_USER: '3' };
+      // Two gateways where they share state; on the embedded default, one gateway twice.
+      const first = await startTestGateway(env);
+      servers.push(first, variant.shared ? await startTestGateway(env) : first);
       [alice, bob] = await Promise.all([newUser(servers[0]!.url, 'alice'), newUser(servers[0]!.url, 'bob')]);
     });
     afterAll(async () => {
       await Promise.all(clients.map((c) => c.disconnect()));
       for (const server of new Set(servers)) await server.stop();
-      await database?.drop();
+      await tearDown();
     });
 
     it('refuses since-seq beyond any seq with BAD_REQUEST and its request code, not INTERNAL', async () => {
@@ -129,7 +124,7 @@ describe('a live session on Redis', () => {
   });
 
   it('keeps its delivery history past RESUME_TTL_S while it is connected', async () => {
-    server = await startTestGateway({ REDIS_URL: `redis://${REDIS.host}:${REDIS.port}`, RESUME_TTL_S: '1' });
+    server = await startTestGateway({ REDIS_URL, RESUME_TTL_S: '1' });
     const user = await newUser(server.url, 'dave');
     client = await connectAs(server, user);
     const historyKey = `delivery:h:${client.connectedHeaders.session}`;
