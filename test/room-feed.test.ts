@@ -1,7 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { BrokerMessage } from '../src/broker/broker.ts';
 import { roomEventMessage } from '../src/broker/messages.ts';
 import type { RoomEvent } from '../src/contract/events.ts';
+import type { ClaimOutcome, DeliveryHistory, DeliveryKey } from '../src/delivery/history.ts';
 import type { OutboundCopy } from '../src/delivery/interceptor.ts';
 import { OutboundInterceptor } from '../src/delivery/interceptor.ts';
 import { MemoryHistory } from '../src/delivery/memory-history.ts';
@@ -38,12 +39,13 @@ function harness(opts: {
   clientSince?: boolean;
   /** Share a delivery history with an earlier harness: the receiver resumed. */
   interceptor?: OutboundInterceptor;
+  history?: DeliveryHistory;
 }) {
   const written: number[] = [];
   const resyncs: number[] = [];
   const reads: number[] = [];
   const store = { upTo: opts.storedUpTo };
-  const interceptor = opts.interceptor ?? new OutboundInterceptor(new MemoryHistory({ window: 1024 }));
+  const interceptor = opts.interceptor ?? new OutboundInterceptor(opts.history ?? new MemoryHistory({ window: 1024 }));
   const copy = (m: BrokerMessage): OutboundCopy => ({
     key: { receiver: 'r', sender: m.headers['sender-session']!, seq: Number(m.headers['sender-seq']) },
     write: () => {
@@ -66,7 +68,7 @@ function harness(opts: {
     lastSeq: async () => store.upTo,
     resync: (fromSeq) => resyncs.push(fromSeq),
     replayLimit: opts.replayLimit ?? 100,
-    gapWaitMs: opts.gapWaitMs ?? 20,
+    gapWaitMs: opts.gapWaitMs ?? GAP_WAIT_MS,
     log: createLogger('silent'),
   });
   /** Offer a live event as the fan-out does: what the feed releases goes to the interceptor. */
@@ -74,9 +76,23 @@ function harness(opts: {
   return { feed, offer, written, resyncs, reads, store, interceptor };
 }
 
-const settle = (ms = 80) => new Promise((r) => setTimeout(r, ms));
+const GAP_WAIT_MS = 20;
+/** Run every timer due within the gap wait, and the reads and deliveries they start: after it, nothing more is pending. */
+const pastGapWait = () => vi.advanceTimersByTimeAsync(GAP_WAIT_MS * 10);
+
+/** A history whose claims fail while `failing` is set, as Redis does during an outage. */
+class FlakyHistory extends MemoryHistory {
+  failing = false;
+  override claim(keys: readonly DeliveryKey[]): Promise<ClaimOutcome[]> {
+    return this.failing ? Promise.reject(new Error('history unavailable')) : super.claim(keys);
+  }
+}
 
 describe('RoomFeed', () => {
+  // The gap timer runs on fake timers: a test moves time past it and then knows nothing more is pending.
+  beforeEach(() => void vi.useFakeTimers());
+  afterEach(() => void vi.useRealTimers());
+
   it('replays what was missed, then goes on live with no gap and no duplicate', async () => {
     const h = harness({ afterSeq: 2, storedUpTo: 5 });
     const start = h.feed.start();
@@ -84,7 +100,7 @@ describe('RoomFeed', () => {
     await h.offer(6);
     await start;
     await h.offer(7);
-    await settle();
+    await pastGapWait();
     expect(h.written).toEqual([3, 4, 5, 6, 7]);
   });
 
@@ -112,7 +128,7 @@ describe('RoomFeed', () => {
     await h.offer(3);
     expect(h.written).toEqual([1]);
     await h.offer(2);
-    await settle();
+    await pastGapWait();
     expect(h.written).toEqual([1, 2, 3]);
     expect(h.reads).toEqual([0]); // the gap closed live: no read from the store
   });
@@ -125,11 +141,13 @@ describe('RoomFeed', () => {
     await h.offer(2); // closes the first gap live, clearing the gap timer
     h.store.upTo = 5;
     await h.offer(5); // 4 never comes live
-    await settle();
+    expect(h.written).toEqual([1, 2, 3]);
+    await pastGapWait();
     expect(h.written).toEqual([1, 2, 3, 4, 5]);
     h.store.upTo = 8;
     await h.offer(8); // 6 and 7 never come live either
-    await settle();
+    expect(h.written).toEqual([1, 2, 3, 4, 5]);
+    await pastGapWait();
     expect(h.written).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
@@ -160,19 +178,25 @@ describe('RoomFeed', () => {
     h.feed.catchUp();
     h.store.upTo = 4; // may be missed by the first read: the second one gets it
     h.feed.catchUp();
-    await settle();
+    await pastGapWait();
     expect(h.written).toEqual([1, 2, 3, 4]);
+    expect(h.reads).toEqual([0, 2, 3]);
   });
 
   it('after a failed delivery starts again from what surely reached the socket', async () => {
-    const h = harness({ afterSeq: 0, storedUpTo: 3 });
+    const history = new FlakyHistory({ window: 1024 });
+    const h = harness({ afterSeq: 0, storedUpTo: 0, history });
     await h.feed.start();
+    await h.offer(1);
+    history.failing = true;
+    h.store.upTo = 3;
+    // The fan-out calls failed() when a delivery rejects; 2 never reached the socket.
+    await h.offer(2).catch(() => h.feed.failed());
+    history.failing = false;
+    await h.offer(3);
+    expect(h.written).toEqual([1]); // 3 waits for 2
+    await pastGapWait();
     expect(h.written).toEqual([1, 2, 3]);
-    h.feed.failed();
-    await settle();
-    // 1..3 are read again and dropped by the history; nothing is written twice.
-    expect(h.written).toEqual([1, 2, 3]);
-    await h.offer(4);
-    expect(h.written).toEqual([1, 2, 3, 4]);
+    expect(h.reads).toEqual([0, 1]);
   });
 });
