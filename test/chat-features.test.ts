@@ -368,6 +368,41 @@ describe.each(VARIANTS)('chat features end to end on $name', (variant) => {
     const refused = await api(s.server.url, 'POST', `/api/rooms/${groupRoom}/join`, {}, bob.accessToken);
     expect(refused).toEqual({ status: 403, body: { code: 'FORBIDDEN', message: 'only open rooms can be joined' } });
   });
+
+  it('tells each invited member INVITED on /user/queue/notifications, once, and nobody else', async () => {
+    const [alice, bob, mallory] = users();
+    const [a, b, m] = await Promise.all([s.connect(alice), s.connect(bob), s.connect(mallory)]);
+    for (const c of [a, b, m]) await c.subscribeConfirmed('/user/queue/notifications');
+    const first = await s.room(alice, 'group', [bob]);
+    const second = await s.room(bob, 'group', [alice, mallory]);
+    const third = await s.room(mallory, 'group', [bob]);
+    // Each user's notifications arrive in order: once the last one expected is there, a stray earlier one would be too.
+    await b.until(() => b.events('/user/queue/notifications').some((e) => e.roomId === third));
+    await a.until(() => a.events('/user/queue/notifications').some((e) => e.roomId === second));
+    await m.until(() => m.events('/user/queue/notifications').some((e) => e.roomId === second));
+    expect(b.events('/user/queue/notifications')).toEqual([
+      { type: 'INVITED', roomId: first },
+      { type: 'INVITED', roomId: third },
+    ]);
+    expect(a.events('/user/queue/notifications')).toEqual([{ type: 'INVITED', roomId: second }]);
+    expect(m.events('/user/queue/notifications')).toEqual([{ type: 'INVITED', roomId: second }]);
+  });
+
+  it('replaces whatever origin a relay client claims (sender-session, sender-seq, seq) with its own', async () => {
+    const [alice, bob] = users();
+    const a = await s.connect(alice);
+    const b = await s.connect(bob);
+    const topic = `/topic/spoof-${randomBytes(4).toString('hex')}`;
+    await b.subscribeConfirmed(topic);
+    const forged = { 'sender-session': b.connectedHeaders.session!, 'sender-seq': '999', seq: '7' };
+    await a.sendConfirmed(topic, 'first', forged);
+    await a.sendConfirmed(topic, 'second', forged);
+    await b.until(() => b.messages(topic).length === 2);
+    expect(b.messages(topic).map((m) => [m.body, m.headers['sender-session'], m.headers['sender-seq'], m.headers.seq])).toEqual([
+      ['first', a.connectedHeaders.session, '1', undefined],
+      ['second', a.connectedHeaders.session, '2', undefined],
+    ]);
+  });
 });
 
 describe.each(VARIANTS)('sessions under tight limits (short token TTL and grace, low rate limit) on $name', (variant) => {
