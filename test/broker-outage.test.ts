@@ -77,4 +77,35 @@ describe('broker outage as clients see it', () => {
     const history = await api<Array<{ text: string }>>(server.url, 'GET', `/api/rooms/${roomId}/messages`, undefined, bob.accessToken);
     expect(history.body.map((e) => e.text)).toEqual(['during the outage', 'after']);
   });
+
+  it('takes a room SUBSCRIBE while the link is down, binds it when the link returns, and catches up from the store', async () => {
+    const topic = `/topic/rooms.${roomId}`;
+    const a = await connectAs(server, alice);
+    clients.push(a);
+    await a.watchErrors();
+    await a.subscribeConfirmed('/topic/system.health');
+    const health = () => a.events('/topic/system.health').map((e) => e.broker);
+    proxy.pause();
+    proxy.dropAll();
+    await a.until(() => health().length === 2);
+
+    // A client that (re)connects during the outage: its SUBSCRIBE is answered, not refused.
+    const b = await connectAs(server, bob);
+    clients.push(b);
+    await b.watchErrors();
+    await b.subscribeConfirmed(topic, { 'since-seq': String((await lastSeq()) ?? 0) });
+    // Stored during the outage; whether its sender is told BROKER_UNAVAILABLE or gets a receipt is another test's.
+    await a.sendConfirmed(`/app/rooms.${roomId}.send`, { text: 'while b was subscribing' }).catch(() => {});
+
+    proxy.resume();
+    await a.until(() => health().length === 3);
+    await a.sendConfirmed(`/app/rooms.${roomId}.send`, { text: 'once the link is back' });
+    await b.until(() => b.events(topic).some((e) => e.text === 'once the link is back'));
+    expect(b.logged(topic).map((e) => e.text)).toEqual(['while b was subscribing', 'once the link is back']);
+    expect(b.errors).toEqual([]);
+  });
+
+  const lastSeq = async () =>
+    (await api<Array<{ id: string; lastSeq: number }>>(server.url, 'GET', '/api/rooms', undefined, bob.accessToken)).body.find((r) => r.id === roomId)
+      ?.lastSeq;
 });
