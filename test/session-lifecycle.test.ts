@@ -104,6 +104,15 @@ for (const variant of VARIANTS) {
       expect(second.logged(topicOf(roomId))[0]).toMatchObject({ text: 'to the new tab' });
     });
 
+    it('refuses a session-resume token of another user, or a forged one, with ERROR unauthorized', async () => {
+      const a = await connect(servers[0]!, alice);
+      const aliceResume = a.connectedHeaders['session-resume']!;
+      await expect(connectAs(servers[1]!, bob, { 'session-resume': aliceResume })).rejects.toThrow('STOMP ERROR: unauthorized');
+      await expect(connectAs(servers[1]!, alice, { 'session-resume': `${aliceResume.slice(0, -4)}AAAA` })).rejects.toThrow('STOMP ERROR: unauthorized');
+      // Alice's own session was not taken over by either attempt.
+      await a.sendConfirmed('/topic/fence-resume', 'still mine');
+    });
+
     it('refuses a CONNECT over MAX_CONNECTIONS_PER_USER with an ERROR, and takes one again once a session ends', async () => {
       const carol = await newUser(servers[0]!.url, 'carol');
       const open = await Promise.all([1, 2, 3].map(() => connect(servers[0]!, carol)));
