@@ -1,19 +1,20 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   BACKING_SERVICES,
   clusterOptionsFromEnv,
   clusterTopology,
   ensureDatabase,
-  startCluster,
-  type Cluster,
   type ClusterTopology,
 } from '../scripts/local-cluster.ts';
 import { siteVariables } from '../scripts/nginx-process.ts';
@@ -124,40 +125,77 @@ describe('ensureDatabase', () => {
   });
 });
 
-describe('the cluster: three gateways behind nginx on the real RabbitMQ, Redis and PostgreSQL', () => {
+describe('`npm run cluster`: three gateways behind nginx on the real RabbitMQ, Redis and PostgreSQL', () => {
   const MEMBERS = 6;
   const PER_MEMBER = 5;
-  let cluster: Cluster;
+  let run: ChildProcess;
+  let exited: Promise<number | null>;
+  const output: string[] = [];
   let database: Awaited<ReturnType<typeof createTempPostgres>>;
   let dataDir: string;
+  let port: number;
+  let gatewayPorts: number[];
   const clients: TestClient[] = [];
+  /** What the script runs, as `npm run cluster` itself starts it (as Ctrl-C would reach it: one process group). */
+  const cluster = {
+    get url() {
+      return `http://127.0.0.1:${port}`;
+    },
+    get wsUrl() {
+      return `ws://127.0.0.1:${port}/ws`;
+    },
+    get gateways() {
+      return gatewayPorts.map((p, i) => ({ name: `gateway${i + 1}`, url: `http://127.0.0.1:${p}`, id: `gateway${i + 1}-${p}` }));
+    },
+  };
 
   beforeAll(async () => {
     database = await createTempPostgres();
     dataDir = await mkdtemp(join(tmpdir(), 'chat-cluster-'));
-    const [port, ...gatewayPorts] = await freePorts(4);
-    cluster = await startCluster({
-      port: port!,
-      gatewayPorts,
-      urls: { BROKER_URL: BACKING_SERVICES[0].defaultUrl, REDIS_URL: BACKING_SERVICES[1].defaultUrl, DATABASE_URL: database.url },
-      jwtSecret: randomBytes(32).toString('hex'),
-      dataDir,
-      onLog: process.env.TEST_LOG_LEVEL ? (line) => console.log(line) : undefined,
+    [port, ...gatewayPorts] = (await freePorts(4)) as [number, ...number[]];
+    run = spawn('npm', ['run', '--silent', 'cluster'], {
+      cwd: fileURLToPath(ROOT),
+      env: {
+        ...process.env,
+        CLUSTER_PORT: String(port),
+        GATEWAY_PORTS: gatewayPorts.join(','),
+        BROKER_URL: BACKING_SERVICES[0].defaultUrl,
+        REDIS_URL: BACKING_SERVICES[1].defaultUrl,
+        DATABASE_URL: database.url,
+        JWT_SECRET: randomBytes(32).toString('hex'),
+        DATA_DIR: dataDir,
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    exited = new Promise((resolve) => run.once('exit', (code) => resolve(code)));
+    const lines = createInterface({ input: run.stdout! });
+    run.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+    await new Promise<void>((resolve, reject) => {
+      lines.on('line', (line) => {
+        output.push(line);
+        if (process.env.TEST_LOG_LEVEL) console.log(line);
+        if (line === 'chat cluster is up:') resolve();
+      });
+      void exited.then((code) => reject(new Error(`npm run cluster exited with ${code} before it was up:\n${output.join('\n')}`)));
     });
   });
 
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.disconnect()));
-    await cluster?.stop();
+    if (run && run.exitCode === null) {
+      run.kill('SIGKILL');
+      await exited;
+    }
     // What the gateways left on the shared services: each session's delivery history, each gateway's queue.
     const redis = new Redis(BACKING_SERVICES[1].defaultUrl);
     const history = new RedisHistory({ redis, window: 1, lockTtlMs: 1 });
     await Promise.all(clients.map((c) => history.retain(c.connectedHeaders.session!, 1)));
     redis.disconnect();
-    if (cluster) {
+    if (gatewayPorts) {
       const conn = await amqp.connect(BACKING_SERVICES[0].defaultUrl);
       const ch = await conn.createChannel();
-      for (const g of cluster.topology.gateways) await ch.deleteQueue(`gateway.${g.env.GATEWAY_ID}`);
+      for (const g of cluster.gateways) await ch.deleteQueue(`gateway.${g.id}`);
       await conn.close();
     }
     await database?.drop();
@@ -183,7 +221,7 @@ describe('the cluster: three gateways behind nginx on the real RabbitMQ, Redis a
       const text = await (await fetch(`${cluster.url}/metrics`)).text();
       answered.push(/^chat_sessions\{gateway="([^"]+)"\}/m.exec(text)![1]!);
     }
-    expect(answered.sort()).toEqual(cluster.topology.gateways.map((g) => g.env.GATEWAY_ID).sort());
+    expect(answered.sort()).toEqual(cluster.gateways.map((g) => g.id).sort());
   });
 
   it('spreads clients over all three gateways, and every member of a room gets every message once, in seq order', async () => {
@@ -243,16 +281,15 @@ describe('the cluster: three gateways behind nginx on the real RabbitMQ, Redis a
     }
   });
 
-  it('stop() ends every gateway and nginx (workers included), each with exit code 0, and removes nginx\'s prefix dir', async () => {
+  it('stops on SIGTERM: every gateway and nginx (workers included) exit, and the script exits 0', async () => {
     await Promise.all(clients.map((c) => c.disconnect()));
-    const pids = [...cluster.gateways.map((g) => g.child.pid!), cluster.nginx.child.pid!];
-    const workers = childPids(cluster.nginx.child.pid!);
-    expect(workers.length).toBeGreaterThan(0);
-    const prefix = cluster.nginx.prefix;
-    expect(existsSync(join(prefix, 'nginx.conf'))).toBe(true);
-
-    expect(await cluster.stop()).toEqual({ gateway1: 0, gateway2: 0, gateway3: 0, nginx: 0 });
-    expect([...pids, ...workers].filter(isRunning)).toEqual([]);
-    expect(existsSync(prefix)).toBe(false);
+    // Everything the script started, found before it stops: npm, its shell, tsx, the script, gateways, nginx and workers.
+    const descendants = (pid: number): number[] => childPids(pid).flatMap((child) => [child, ...descendants(child)]);
+    const started = descendants(run.pid!);
+    expect(started.length).toBeGreaterThanOrEqual(6);
+    run.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(output.join('\n')).toMatch(/\[cluster\] stopped: gateway1 0, gateway2 0, gateway3 0, nginx 0/);
+    await vi.waitFor(() => expect(started.filter(isRunning)).toEqual([]), { timeout: 10_000, interval: 50 });
   });
 });
