@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { GatewayOrigin } from '../src/app/origin.ts';
@@ -17,6 +18,7 @@ import { RedisSweepLock } from '../src/outbox/redis-sweep-lock.ts';
 import type { SweepLock, SweepLockOptions } from '../src/outbox/sweep-lock.ts';
 import { openDatabase, type Database } from '../src/store/database.ts';
 import { MessageStore } from '../src/store/messages.ts';
+import { readMigrations } from '../src/store/migrate.ts';
 import { OutboxStore } from '../src/store/outbox-store.ts';
 import { RoomStore } from '../src/store/rooms.ts';
 import { UserStore, type User } from '../src/store/users.ts';
@@ -79,6 +81,30 @@ describe.each(LOCK_ENGINES)('SweepLock ($engine)', ({ make }) => {
     expect(await c.tryAcquire()).toBeNull();
     await taken!.release();
     expect(await c.tryAcquire()).not.toBeNull();
+  });
+});
+
+describe('the published-flag migration', () => {
+  it('counts the events stored before it as published, and logs new ones unpublished', async () => {
+    const dirs = (await readMigrations()).migrationDirectories;
+    const index = dirs.findIndex((d) => d.path.endsWith('_outbox_published'));
+    const sql = (i: number) => (dirs[i]!.migrationFile.content as { value: string }).value;
+    const db = new PGlite();
+    try {
+      for (let i = 0; i < index; i++) await db.exec(sql(i));
+      const insert = (seq: number) =>
+        db.exec(`INSERT INTO "RoomEvent" ("roomId", seq, type, payload, "senderSession", "senderSeq")
+                 VALUES ('00000000-0000-4000-8000-000000000002', ${seq}, 'CHAT', '{}', 's', ${seq})`);
+      await db.exec(`INSERT INTO "User" (id, username, "passwordHash") VALUES ('00000000-0000-4000-8000-000000000001', 'u', 'h');
+                     INSERT INTO "Room" (id, name, kind, "ownerId") VALUES ('00000000-0000-4000-8000-000000000002', 'r', 'group', '00000000-0000-4000-8000-000000000001')`);
+      await insert(1);
+      await db.exec(sql(index));
+      await insert(2);
+      const rows = await db.query<{ seq: number; published: boolean }>('SELECT seq, published FROM "RoomEvent" ORDER BY seq');
+      expect(rows.rows).toEqual([{ seq: 1, published: true }, { seq: 2, published: false }]);
+    } finally {
+      await db.close();
+    }
   });
 });
 

@@ -53,7 +53,8 @@ export class Outbox {
     try {
       await this.send(stored);
     } catch (err) {
-      this.o.log.warn({ err, roomId: stored.event.roomId, seq: stored.event.seq }, 'publish failed; the outbox sweep publishes it later');
+      // Debug: during an outage every send fails, and the broker already logs the outage once.
+      this.o.log.debug({ err, roomId: stored.event.roomId, seq: stored.event.seq }, 'publish failed; the outbox sweep publishes it later');
       return false;
     }
     this.confirmed.push(keyOf(stored));

@@ -3,8 +3,8 @@ import Redlock from 'redlock';
 import { checkOptions, type SweepLease, type SweepLock, type SweepLockOptions } from './sweep-lock.ts';
 
 /**
- * SweepLock on Redis with redlock: a `SET NX PX` of a random token (one round trip), released only by the holder of
- * that token. Redis expires the key of a holder that died.
+ * SweepLock on Redis with redlock: one script that sets the key to a random token with `PX` unless it exists (one
+ * round trip), released only by the holder of that token. Redis expires the key of a holder that died.
  */
 export class RedisSweepLock implements SweepLock {
   readonly #opts: SweepLockOptions;
