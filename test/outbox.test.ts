@@ -306,4 +306,17 @@ describe.each(SETUPS)('Outbox on $kind', (setup) => {
     await observer.fence(roomId);
     expect(roomEvents()).toEqual([]);
   });
+
+  it('sweeps at once on start, and again at once after a full batch, until the backlog is gone', async () => {
+    const messages = new MessageStore(db.prisma);
+    const sender = { id: alice.id, username: alice.username };
+    for (let i = 1; i <= 5; i++) await messages.append({ roomId, type: 'CHAT', sender, text: `backlog ${i}`, origin: { session: 'backlog-session', seq: i } });
+    // Batches of two, and a next regular round only in an hour: the five go out in rounds of 2, 2 and 1 right away.
+    const outbox = newOutbox(a, db.prisma, { clock: () => Date.now() + 60_000, batch: 2 });
+    outbox.start();
+    await vi.waitFor(async () => expect(await unpublished()).toEqual([]), { timeout: 10_000 });
+    expect(outbox.stats.republished).toBe(5);
+    await observer.fence(roomId);
+    expect(roomEvents().map((m) => m.headers['sender-seq'])).toEqual(['1', '2', '3', '4', '5']);
+  });
 });

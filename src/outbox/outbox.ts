@@ -74,18 +74,22 @@ export class Outbox {
     await this.store.markPublished(keys).catch((err: unknown) => this.o.log.warn({ err, events: keys.length }, 'marking events published failed'));
   }
 
-  /** Sweeps every `sweepMs` until close(). */
+  /** Sweeps now, then every `sweepMs` until close(); after a full batch, at once again (a backlog after a long outage). */
   start(): void {
-    const next = (): void => {
+    const round = (delayMs: number): void => {
       if (this.closed) return;
       this.sweepTimer = setTimeout(() => {
-        this.sweep()
-          .catch((err: unknown) => this.o.log.warn({ err }, 'outbox sweep failed'))
-          .finally(next);
-      }, this.o.sweepMs);
+        this.sweep().then(
+          (published) => round(published === this.o.batch ? 0 : this.o.sweepMs),
+          (err: unknown) => {
+            this.o.log.warn({ err }, 'outbox sweep failed');
+            round(this.o.sweepMs);
+          },
+        );
+      }, delayMs);
       this.sweepTimer.unref();
     };
-    next();
+    round(0);
   }
 
   /** One round. @returns how many events it published again (0 when another gateway holds the sweep or the broker is down). */
