@@ -42,6 +42,13 @@ const Env = z.object({
   /** Security log lines (failed logins, refusals, cut sessions) written per second; the rest are counted. */
   AUDIT_LINES_PER_S: z.coerce.number().int().positive().default(50),
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(1024 * 1024 * 1024),
+  /** How often a gateway tries to take the outbox sweep (one gateway sweeps at a time). */
+  OUTBOX_SWEEP_MS: z.coerce.number().int().positive().default(2_000),
+  /**
+   * A room event stored this long ago and not yet confirmed by the broker is published again by the sweep. Longer
+   * than a publisher confirm may take (10 s), so a publish still in flight is not doubled.
+   */
+  OUTBOX_AGE_MS: z.coerce.number().int().positive().default(15_000),
 });
 
 export type Config = z.infer<typeof Env>;

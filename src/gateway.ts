@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { resolve as resolvePath } from 'node:path';
 import { Redis } from 'ioredis';
 import { Dispatcher } from './app/dispatcher.ts';
 import { GatewayOrigin } from './app/origin.ts';
@@ -29,12 +31,16 @@ import { MemoryPresence } from './presence/memory-presence.ts';
 import type { Presence } from './presence/presence.ts';
 import { RedisPresence } from './presence/redis-presence.ts';
 import { PresenceTracker } from './presence/tracker.ts';
+import { MemorySweepLock } from './outbox/memory-sweep-lock.ts';
+import { Outbox } from './outbox/outbox.ts';
+import { RedisSweepLock } from './outbox/redis-sweep-lock.ts';
 import { StompServer } from './stomp/server.ts';
 import { MemoryTakeover } from './takeover/memory-takeover.ts';
 import { RedisTakeover } from './takeover/redis-takeover.ts';
 import type { Takeover } from './takeover/takeover.ts';
 import { openDatabase } from './store/database.ts';
 import { MessageStore } from './store/messages.ts';
+import { OutboxStore } from './store/outbox-store.ts';
 import { RoomStore } from './store/rooms.ts';
 import { UserStore } from './store/users.ts';
 
@@ -57,6 +63,11 @@ const PRESENCE_REFRESH_MS = 15_000;
 const PRESENCE_TTL_MS = 45_000;
 /** A disconnected session still counts this long, so a reload or a network blip shows no offline/online flap. */
 const PRESENCE_GRACE_MS = 3_000;
+/** Outbox: a sweep round is bounded by one publisher confirm timeout (10 s); a dead holder pauses the sweep this long. */
+const SWEEP_LOCK_TTL_MS = 30_000;
+const SWEEP_BATCH = 500;
+/** Publisher confirms gather this long before one statement marks them all published. */
+const PUBLISHED_FLUSH_MS = 100;
 
 /** The composition root: builds every engine from the configuration and wires the path of a message through them. */
 export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
@@ -90,8 +101,19 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const fanout = new Fanout(broker, interceptor, log);
   await broker.start(fanout.onDelivery);
 
+  // One sweep per database: gateways of other clusters sharing this Redis (or this process) sweep their own.
+  const sweepLockKey = `chat:outbox-sweep:${createHash('sha256').update(config.DATABASE_URL ?? resolvePath(config.DATA_DIR)).digest('hex').slice(0, 16)}`;
+  const sweepLockOptions = { key: sweepLockKey, ttlMs: SWEEP_LOCK_TTL_MS };
+  const outbox = new Outbox(
+    broker,
+    new OutboxStore(db.prisma),
+    redis ? new RedisSweepLock({ redis, ...sweepLockOptions }) : new MemorySweepLock(sweepLockOptions),
+    { sweepMs: config.OUTBOX_SWEEP_MS, ageMs: config.OUTBOX_AGE_MS, flushMs: PUBLISHED_FLUSH_MS, batch: SWEEP_BATCH, log },
+  );
+  outbox.start();
+
   const origin = new GatewayOrigin();
-  const rooms = new RoomService(users, roomStore, messages, broker, origin);
+  const rooms = new RoomService(users, roomStore, messages, broker, outbox, origin);
   const presenceOptions = { ttlMs: PRESENCE_TTL_MS, graceMs: PRESENCE_GRACE_MS };
   const presence: Presence = redis ? new RedisPresence({ redis, ...presenceOptions }) : new MemoryPresence(presenceOptions);
   const presenceTracker = new PresenceTracker(presence, {
@@ -136,6 +158,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   metrics.counter('chat_delivered_total', 'MESSAGE frames written by the outbound interceptor.', () => interceptor.stats.written);
   metrics.counter('chat_duplicates_dropped_total', 'Redelivered copies dropped by the outbound interceptor.', () => interceptor.stats.dropped);
   metrics.counter('chat_abandoned_total', 'Copies not written because the receiver had gone.', () => interceptor.stats.abandoned);
+  metrics.counter('chat_outbox_republished_total', 'Stored room events the outbox sweep published again.', () => outbox.stats.republished);
   metrics.gauge('chat_broker_up', 'Whether the broker link is up.', () => (broker.health() === 'up' ? 1 : 0));
 
   const api = createApi(
@@ -193,6 +216,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       http.closeAllConnections();
       connections.close();
       await takeover.close().catch((err: unknown) => log.warn({ err }, 'takeover close failed'));
+      await outbox.close();
       await presenceTracker.close().catch((err: unknown) => log.warn({ err }, 'presence close failed'));
       await history.close().catch((err: unknown) => log.warn({ err }, 'history close failed'));
       await redis?.quit().catch((err: unknown) => log.warn({ err }, 'redis quit failed'));

@@ -4,7 +4,7 @@ import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUs
 import type { TestClient } from './support/stomp-client.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 
-/** What clients see while their gateway's broker link is down: HEALTH down/up, BROKER_UNAVAILABLE, and nothing lost. */
+/** What clients see while their gateway's broker link is down: HEALTH down/up, RECEIPTs for what is stored, BROKER_UNAVAILABLE for the rest, and nothing lost. */
 describe('broker outage as clients see it', () => {
   let pg: Awaited<ReturnType<typeof createTempPostgres>>;
   let proxy: TcpProxy;
@@ -34,7 +34,7 @@ describe('broker outage as clients see it', () => {
     await pg?.drop();
   });
 
-  it('tells clients the broker is down, refuses sends with BROKER_UNAVAILABLE, and lands the stored message once when it is back', async () => {
+  it('tells clients the broker is down, confirms stored sends, refuses the rest with BROKER_UNAVAILABLE, and lands the stored message once when it is back', async () => {
     const topic = `/topic/rooms.${roomId}`;
     const [a, b] = await Promise.all([connectAs(server, alice), connectAs(server, bob)]);
     clients.push(a, b);
@@ -55,11 +55,11 @@ describe('broker outage as clients see it', () => {
     expect(await metrics()).toBe('0');
     expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
 
-    // The send is stored, but not confirmed by the broker: the client is told, not silently dropped.
-    await expect(a.sendConfirmed(`/app/rooms.${roomId}.send`, { text: 'during the outage' }, { 'client-msg-id': 'outage-1' })).rejects.toThrow(
-      /^BROKER_UNAVAILABLE/,
-    );
+    // The send is stored: as good as sent (the outbox publishes it), so it gets its RECEIPT. What is not stored
+    // (a plain /topic send, a TYPING announcement) needs the broker and is refused.
+    await a.sendConfirmed(`/app/rooms.${roomId}.send`, { text: 'during the outage' }, { 'client-msg-id': 'outage-1' });
     await expect(a.sendConfirmed('/topic/outage-check', 'plain')).rejects.toThrow(/^BROKER_UNAVAILABLE/);
+    await expect(a.sendConfirmed(`/app/rooms.${roomId}.typing`, { typing: true })).rejects.toThrow(/^BROKER_UNAVAILABLE/);
     expect(a.errors.map((e) => e.code)).toEqual(['BROKER_UNAVAILABLE', 'BROKER_UNAVAILABLE']);
 
     proxy.resume();
@@ -67,8 +67,8 @@ describe('broker outage as clients see it', () => {
     for (const c of [a, b]) expect(health(c)).toEqual(['up', 'down', 'up']);
     expect((await fetch(`${server.url}/readyz`)).status).toBe(200);
 
-    // Both members get the stored message once the link is back (read from the store), and the client's retry
-    // under the same client-msg-id is confirmed without a second copy anywhere.
+    // Both members get the stored message once the link is back (read from the store), and a retry under the same
+    // client-msg-id is confirmed without a second copy anywhere.
     for (const c of [a, b]) await c.until(() => c.events(topic).some((e) => e.text === 'during the outage'));
     await a.sendConfirmed(`/app/rooms.${roomId}.send`, { text: 'during the outage' }, { 'client-msg-id': 'outage-1' });
     await a.sendConfirmed(`/app/rooms.${roomId}.send`, { text: 'after' });

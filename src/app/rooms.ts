@@ -1,8 +1,9 @@
 import type { Broker, BrokerMessage } from '../broker/broker.ts';
-import { eventMessage, roomEventMessage, type Origin } from '../broker/messages.ts';
+import { eventMessage, type Origin } from '../broker/messages.ts';
 import { ChatError } from '../contract/errors.ts';
 import type { CreateRoom, RoomEvent, SendBody } from '../contract/events.ts';
 import type { z } from 'zod';
+import type { Outbox } from '../outbox/outbox.ts';
 import type { MessageStore, StoredEvent } from '../store/messages.ts';
 import type { RoomStore } from '../store/rooms.ts';
 import type { UserStore } from '../store/users.ts';
@@ -18,7 +19,8 @@ export const userKey = (userId: string): string => `users.${userId}`;
 
 /**
  * Room operations shared by the STOMP handlers and the REST API: check membership, store, then publish to
- * the room's topic. An operation succeeds only once the store and the broker have both confirmed it.
+ * the room's topic. An operation that stores an event succeeds once it is stored: the outbox publishes it, now or,
+ * should the broker not confirm it, later. One that stores nothing (READ, TYPING, PRESENCE) needs the broker's confirm.
  */
 export class RoomService {
   constructor(
@@ -26,6 +28,7 @@ export class RoomService {
     private readonly rooms: RoomStore,
     private readonly messages: MessageStore,
     private readonly broker: Broker,
+    private readonly outbox: Outbox,
     private readonly gateway: GatewayOrigin,
   ) {}
 
@@ -69,7 +72,7 @@ export class RoomService {
       origin,
     });
     // A retried send (same client-msg-id) publishes the stored event again under its first identity: if the
-    // first publish was lost it lands now, and if not, the outbound interceptor drops the copy.
+    // first publish was lost it lands now (before the sweep would), and if not, the outbound interceptor drops the copy.
     await this.publishRoomEvent(stored);
     return stored;
   }
@@ -128,12 +131,12 @@ export class RoomService {
     return this.publish(userKey(userId), eventMessage(event, this.gateway.next()));
   }
 
-  private publishRoomEvent(stored: StoredEvent): Promise<void> {
-    const origin = { session: stored.senderSession, seq: stored.senderSeq };
-    return this.publish(roomKey(stored.event.roomId), roomEventMessage(stored.event, origin));
+  /** Never fails: the event is stored, and what the broker does not confirm now the outbox sweep publishes later. */
+  private async publishRoomEvent(stored: StoredEvent): Promise<void> {
+    await this.outbox.publish(stored);
   }
 
-  /** Fails with BROKER_UNAVAILABLE when the broker is down; a send stored by then lands with its retry (same client-msg-id). */
+  /** Fails with BROKER_UNAVAILABLE when the broker is down. */
   private publish(routingKey: string, message: BrokerMessage): Promise<void> {
     return this.broker.publish('chat', routingKey, message);
   }

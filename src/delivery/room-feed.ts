@@ -75,6 +75,9 @@ export class RoomFeed implements FanoutTarget {
 
   offer(message: BrokerMessage): OutboundCopy[] {
     const seq = seqOf(message);
+    // Before the subscription began: the client has it (since-seq) or pages it over REST. A late copy of such an
+    // event (the outbox sweep republishing it) may be missing from a new receiver's history, so only the feed knows.
+    if (seq !== null && seq <= this.o.afterSeq) return [];
     // Without a seq there is no order to keep; below `next` it is a copy of one already handed out, and the
     // interceptor, which alone judges duplicates, drops it (or writes it, should the history not have it).
     if (seq === null || seq < this.next) return this.copies([message]);
