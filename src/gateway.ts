@@ -1,10 +1,12 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import { Dispatcher } from './app/dispatcher.ts';
 import { GatewayOrigin } from './app/origin.ts';
 import { Relay } from './app/relay.ts';
 import { RoomService } from './app/rooms.ts';
+import { AuthLimits, type LimiterFactory } from './auth/auth-limits.ts';
 import { loadJwtSecret, TokenService } from './auth/tokens.ts';
 import { AmqpBroker } from './broker/amqp-broker.ts';
 import type { Broker } from './broker/broker.ts';
@@ -29,6 +31,7 @@ import { PresenceTracker } from './presence/tracker.ts';
 import { StompServer } from './stomp/server.ts';
 import { openDatabase } from './store/database.ts';
 import { MessageStore } from './store/messages.ts';
+import { RefreshTokenStore } from './store/refresh-tokens.ts';
 import { RoomStore } from './store/rooms.ts';
 import { UserStore } from './store/users.ts';
 
@@ -80,6 +83,18 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const history: DeliveryHistory = redis
     ? new RedisHistory({ redis, window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS })
     : new MemoryHistory({ window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS });
+  // Login and sign-up counters: in Redis, shared by every gateway; per gateway in memory, also while Redis is down.
+  const limiter: LimiterFactory = ({ keyPrefix, points, durationS }) =>
+    redis
+      ? new RateLimiterRedis({ storeClient: redis, keyPrefix, points, duration: durationS, insuranceLimiter: new RateLimiterMemory({ keyPrefix, points, duration: durationS }) })
+      : new RateLimiterMemory({ keyPrefix, points, duration: durationS });
+  const authLimits = new AuthLimits(limiter, {
+    loginPerAccount: config.LOGIN_RATE_PER_ACCOUNT,
+    loginPerIp: config.LOGIN_RATE_PER_IP,
+    loginWindowS: config.LOGIN_RATE_WINDOW_S,
+    signupPerIp: config.SIGNUP_RATE_PER_IP,
+    signupWindowS: config.SIGNUP_RATE_WINDOW_S,
+  });
   const interceptor = new OutboundInterceptor(history);
   const fanout = new Fanout(broker, interceptor, log);
   await broker.start(fanout.onDelivery);
@@ -126,10 +141,19 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         }),
         metrics,
       }),
-      '/api/auth': authRoutes(users, tokens),
-      '/api/rooms': roomRoutes(tokens, rooms, roomStore, (userIds) => presenceTracker.online(userIds)),
+      '/api/auth': authRoutes({
+        users,
+        tokens,
+        refreshTokens: new RefreshTokenStore(db.prisma),
+        limits: authLimits,
+        metrics,
+        audit,
+        reuseGraceMs: config.REFRESH_REUSE_GRACE_S * 1000,
+      }),
+      '/api/rooms': roomRoutes(tokens, rooms, roomStore, (userIds) => presenceTracker.online(userIds), audit),
     },
     log,
+    config.TRUST_PROXY,
   );
   const http = createServer(api);
   const stomp = new StompServer(

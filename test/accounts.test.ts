@@ -1,7 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from 'vitest';
 import { AuditLog } from '../src/audit.ts';
 import { hashPassword, verifyPassword } from '../src/auth/passwords.ts';
+import { createLogger } from '../src/logger.ts';
+import { migratePGlite, migratePostgres, readMigrations } from '../src/store/migrate.ts';
+import { MIGRATIONS_DIR } from '../src/store/schema-engine.ts';
 import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { api, newUser, startTestGateway, type TestServer } from './support/gateway.ts';
 
@@ -39,8 +47,8 @@ async function refusals(s: TestServer, limit: string): Promise<number> {
   return line ? Number(line.split(' ').pop()) : 0;
 }
 
-/** The argon2 parameters a PHC string records, e.g. `m=19456,t=2,p=1`. */
-const argonParams = (hash: string) => hash.split('$')[3];
+/** The argon2 variant and parameters a PHC string records, e.g. `argon2id m=19456 p=1 t=2`. */
+const argonParams = (hash: string) => `${hash.split('$')[1]} ${hash.split('$')[3]!.split(',').sort().join(' ')}`;
 
 function expectRateLimited(res: { status: number; body: { code?: string }; headers: Headers }): void {
   expect(res.status).toBe(429);
@@ -67,16 +75,24 @@ describe.each([{ engine: 'memory' }, { engine: 'redis' }])('login and signup rat
   const fromAddress = () => ({ 'x-forwarded-for': `10.${randomBytes(3).join('.')}` });
 
   test('an account takes LOGIN_RATE_PER_ACCOUNT attempts, then 429 before any password is checked, even the right one', async () => {
-    const user = await newUser(server.url, 'acct');
+    const username = freshName('acct');
+    expect((await signup(server, username, fromAddress())).status).toBe(201);
+    // A successful login starts the account's count again.
+    expect((await login(server, username, 'wrong', fromAddress())).status).toBe(401);
+    expect((await login(server, username, PASSWORD, fromAddress())).status).toBe(200);
     vi.mocked(verifyPassword).mockClear();
-    for (let i = 0; i < 2; i++) expect((await login(server, user.username, `wrong-${i}`, fromAddress())).status).toBe(401);
-    // The third attempt of the window is still checked (newUser's login was the first).
+    for (let i = 0; i < 3; i++) expect((await login(server, username, `wrong-${i}`, fromAddress())).status).toBe(401);
     const address = fromAddress();
-    expectRateLimited(await login(server, user.username, 'wrong-again', address));
-    expectRateLimited(await login(server, user.username, PASSWORD, fromAddress()));
-    expect(verifyPassword).toHaveBeenCalledTimes(2);
+    // Any case of the name is the same account.
+    expectRateLimited(await login(server, username.toUpperCase(), 'wrong-again', address));
+    expectRateLimited(await login(server, username, PASSWORD, fromAddress()));
+    expect(verifyPassword).toHaveBeenCalledTimes(3);
     expect(await refusals(server, 'login_rate')).toBe(2);
-    expect(audit).toHaveBeenCalledWith('rate_limited', expect.objectContaining({ user: user.username, ip: address['x-forwarded-for'], reason: 'login_rate' }));
+    expect(audit).toHaveBeenCalledWith('rate_limited', {
+      user: username.toUpperCase(),
+      ip: address['x-forwarded-for'],
+      reason: 'login_rate',
+    });
   });
 
   test('a client address takes LOGIN_RATE_PER_IP login attempts, whatever the accounts', async () => {
@@ -132,7 +148,17 @@ describe('login', () => {
     expect(verifyPassword).toHaveBeenCalledTimes(2);
     const [[knownHash], [unknownHash]] = vi.mocked(verifyPassword).mock.calls as [[string, string], [string, string]];
     expect(argonParams(unknownHash)).toBe(argonParams(knownHash));
-    expect(argonParams(knownHash)).toBe('m=19456,t=2,p=1');
+    expect(argonParams(knownHash)).toBe('argon2id m=19456 p=1 t=2');
+  });
+
+  test('hashes made by the argon2 package (0.45.1) this gateway used before still verify', async () => {
+    // `argon2.hash(PASSWORD, {type: argon2id, memoryCost: 19456, timeCost: 2, parallelism: 1})`, and its defaults.
+    const owasp = '$argon2id$v=19$m=19456,p=1,t=2$pnbHoWNjw1owrCEqYjQcmw$IZICRiQe9FarjP+HH7yLE5UuTSMgTwlirR1aq4Su9Ec';
+    const defaults = '$argon2id$v=19$m=65536,p=4,t=3$x27SejaYLMQi7F1pVk/2Fw$rBUYrUOSh/ouHhcR184V466Zf5JNeWlXDqkZOu2H3R8';
+    for (const stored of [owasp, defaults]) {
+      expect(await verifyPassword(stored, PASSWORD)).toBe(true);
+      expect(await verifyPassword(stored, 'wrong password')).toBe(false);
+    }
   });
 
   test('a wrong password of any length or shape is 401, not 400; only past the bound is 400', async () => {
@@ -166,7 +192,7 @@ describe.each([{ kind: 'pglite' }, { kind: 'postgres' }])('accounts on $kind', (
   let database: { url: string; drop(): Promise<void> } | undefined;
   beforeAll(async () => {
     database = kind === 'postgres' ? await createTempPostgres() : undefined;
-    const db = database ? { DATABASE_URL: database.url } : {};
+    const db: Record<string, string> = database ? { DATABASE_URL: database.url } : {};
     server = await startTestGateway(db);
     // No reuse grace: a retired token used again revokes its family at once.
     graceless = await startTestGateway({ ...db, REFRESH_REUSE_GRACE_S: '0' });
@@ -189,14 +215,15 @@ describe.each([{ kind: 'pglite' }, { kind: 'postgres' }])('accounts on $kind', (
   });
 
   test('each refresh returns a new refresh token and retires the old one', async () => {
-    const user = await newUser(server.url, 'rot');
-    const first = await refresh(server, user.refreshToken);
+    const user = await newUser(graceless.url, 'rot');
+    const first = await refresh(graceless, user.refreshToken);
     expect(first.status).toBe(200);
     expect(first.body.refreshToken).not.toBe(user.refreshToken);
-    const second = await refresh(server, first.body.refreshToken);
+    const second = await refresh(graceless, first.body.refreshToken);
     expect(second.status).toBe(200);
     expect(second.body.refreshToken).not.toBe(first.body.refreshToken);
-    expect((await api(server.url, 'GET', '/api/rooms', undefined, second.body.accessToken)).status).toBe(200);
+    expect((await api(graceless.url, 'GET', '/api/rooms', undefined, second.body.accessToken)).status).toBe(200);
+    expect((await refresh(graceless, first.body.refreshToken)).status).toBe(401);
   });
 
   test('two refreshes of one token at once (two tabs) both succeed within the grace', async () => {
@@ -217,10 +244,90 @@ describe.each([{ kind: 'pglite' }, { kind: 'postgres' }])('accounts on $kind', (
     audit.mockClear();
     const reused = await refresh(graceless, user.refreshToken);
     expect(reused.status).toBe(401);
-    expect(audit).toHaveBeenCalledWith('token_refused', expect.objectContaining({ user: user.id, reason: expect.stringContaining('reuse') }));
+    expect(audit).toHaveBeenCalledWith('token_refused', expect.objectContaining({ user: user.username, reason: expect.stringContaining('reuse') }));
     // The family's current token stops working too.
     expect((await refresh(graceless, current.body.refreshToken)).status).toBe(401);
     // Another login's family is untouched.
     expect((await refresh(graceless, otherLogin.body.refreshToken)).status).toBe(200);
+  });
+});
+
+describe.each([{ kind: 'pglite' }, { kind: 'postgres' }])('the case-insensitive usernames migration on $kind', ({ kind }) => {
+  const log = createLogger('silent');
+  let dir: string;
+  beforeAll(async () => {
+    // The migrations as they were before it: a database that already holds users it must judge.
+    dir = await mkdtemp(join(tmpdir(), 'chat-migrations-'));
+    const all = await readMigrations();
+    const before = all.migrationDirectories.map((m) => m.path).filter((name) => name < '20261129211601_case_insensitive_usernames');
+    for (const name of before) await cp(join(MIGRATIONS_DIR, name), join(dir, name), { recursive: true });
+    await cp(join(MIGRATIONS_DIR, 'migration_lock.toml'), join(dir, 'migration_lock.toml'));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  type Query = (q: string) => Promise<unknown[]>;
+  /** The migrations' error, if any. */
+  type Migrate = () => Promise<unknown>;
+
+  /** A database migrated to `dir` with `sql` run on it; `use` migrates it to the current migrations and looks. */
+  async function withOlderDatabase(sql: string, use: (migrate: Migrate, query: Query) => Promise<void>): Promise<void> {
+    const failure = (e: unknown) => e;
+    if (kind === 'pglite') {
+      const db = new PGlite();
+      try {
+        await migratePGlite(db, log, dir);
+        await db.exec(sql);
+        await use(() => migratePGlite(db, log).then(() => undefined, failure), async (q) => (await db.query(q)).rows);
+      } finally {
+        await db.close();
+      }
+      return;
+    }
+    const database = await createTempPostgres();
+    const client = new pg.Client({ connectionString: database.url });
+    try {
+      await migratePostgres(database.url, log, dir);
+      await client.connect();
+      await client.query(sql);
+      await use(() => migratePostgres(database.url, log).then(() => undefined, failure), async (q) => (await client.query(q)).rows);
+    } finally {
+      await client.end();
+      await database.drop();
+    }
+  }
+
+  const insertUsers = (names: string[]) =>
+    `INSERT INTO "User" (id, username, "passwordHash") VALUES ${names.map((n) => `(gen_random_uuid(), '${n}', 'h')`).join(', ')}`;
+
+  test('fails naming every username that differs from another only in case, changes nothing, and says how to go on', async () => {
+    await withOlderDatabase(insertUsers(['Alice', 'alice', 'ALICE', 'bob', 'Carol', 'carol', 'dave']), async (migrate, query) => {
+      const err = await migrate();
+      expect(err).toBeInstanceOf(Error);
+      const message = (err as Error).message;
+      expect(message).toContain('usernames that differ only in case: ALICE, Alice, alice; Carol, carol.');
+      expect(message).not.toMatch(/\bbob\b|\bdave\b/);
+      expect(await query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'User' AND column_name = 'usernameKey'`)).toEqual([]);
+
+      // What the message says to do, done: the next start applies the migration.
+      await query(`DELETE FROM "User" WHERE username IN ('alice', 'ALICE', 'carol')`);
+      await query(message.match(/UPDATE _prisma_migrations .*?;/)![0]);
+      expect(await migrate()).toBeUndefined();
+      expect(await query(`SELECT username, "usernameKey" FROM "User" ORDER BY "usernameKey"`)).toEqual([
+        { username: 'Alice', usernameKey: 'alice' },
+        { username: 'bob', usernameKey: 'bob' },
+        { username: 'Carol', usernameKey: 'carol' },
+        { username: 'dave', usernameKey: 'dave' },
+      ]);
+    });
+  });
+
+  test('keeps existing users with their display case when none conflict', async () => {
+    await withOlderDatabase(insertUsers(['Alice', 'bob']), async (migrate, query) => {
+      expect(await migrate()).toBeUndefined();
+      expect(await query(`SELECT username, "usernameKey" FROM "User" ORDER BY username`)).toEqual([
+        { username: 'Alice', usernameKey: 'alice' },
+        { username: 'bob', usernameKey: 'bob' },
+      ]);
+    });
   });
 });

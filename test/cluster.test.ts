@@ -21,7 +21,7 @@ import { RedisHistory } from '../src/delivery/redis-history.ts';
 import { freePorts } from '../scripts/gateway-process.ts';
 import { childPids, isRunning, parseYamlSubset, type Yaml } from './support/cluster.ts';
 import { createTempPostgres } from '../scripts/temp-postgres.ts';
-import { api, newUser, type TestUser } from './support/gateway.ts';
+import { api, newUser, TEST_RATE_LIMITS, type TestUser } from './support/gateway.ts';
 import { connectStomp, type TestClient } from './support/stomp-client.ts';
 
 const ROOT = new URL('..', import.meta.url);
@@ -142,6 +142,7 @@ describe('the cluster: three gateways behind nginx on the real RabbitMQ, Redis a
       urls: { BROKER_URL: BACKING_SERVICES[0].defaultUrl, REDIS_URL: BACKING_SERVICES[1].defaultUrl, DATABASE_URL: database.url },
       jwtSecret: randomBytes(32).toString('hex'),
       dataDir,
+      gatewayEnv: TEST_RATE_LIMITS,
       onLog: process.env.TEST_LOG_LEVEL ? (line) => console.log(line) : undefined,
     });
   });
