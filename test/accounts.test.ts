@@ -11,7 +11,7 @@ import { createLogger } from '../src/logger.ts';
 import { migratePGlite, migratePostgres, readMigrations } from '../src/store/migrate.ts';
 import { MIGRATIONS_DIR } from '../src/store/schema-engine.ts';
 import { createTempPostgres } from '../scripts/temp-postgres.ts';
-import { api, newUser, startTestGateway, type TestServer } from './support/gateway.ts';
+import { api, apiWithHeaders, newUser, startTestGateway, type TestServer } from './support/gateway.ts';
 
 // Counted, never timed: how often the gateway hashes and verifies, and with which stored hash.
 vi.mock('../src/auth/passwords.ts', async (importOriginal) => {
@@ -32,11 +32,11 @@ let nameSeq = 0;
 const freshName = (prefix: string) => `${prefix}${randomBytes(4).toString('hex')}${++nameSeq}`;
 
 const signup = (s: TestServer, username: string, headers: Record<string, string> = {}) =>
-  api<{ id: string; username: string; code?: string }>(s.url, 'POST', '/api/auth/signup', { username, password: PASSWORD }, undefined, headers);
+  apiWithHeaders<{ id: string; username: string; code?: string }>(s.url, 'POST', '/api/auth/signup', { username, password: PASSWORD }, undefined, headers);
 
 type LoginBody = { accessToken: string; refreshToken: string; user: { id: string; username: string }; code?: string };
 const login = (s: TestServer, username: string, password: string, headers: Record<string, string> = {}) =>
-  api<LoginBody>(s.url, 'POST', '/api/auth/login', { username, password }, undefined, headers);
+  apiWithHeaders<LoginBody>(s.url, 'POST', '/api/auth/login', { username, password }, undefined, headers);
 
 const refresh = (s: TestServer, refreshToken: string) => api<LoginBody>(s.url, 'POST', '/api/auth/refresh', { refreshToken });
 

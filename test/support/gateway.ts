@@ -43,7 +43,13 @@ export interface TestUser {
   refreshToken: string;
 }
 
-export async function api<T = unknown>(
+export async function api<T = unknown>(baseUrl: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: T }> {
+  const { status, body: answer } = await apiWithHeaders<T>(baseUrl, method, path, body, token);
+  return { status, body: answer };
+}
+
+/** `api` with extra request headers (e.g. X-Forwarded-For), answering the response headers too. */
+export async function apiWithHeaders<T = unknown>(
   baseUrl: string,
   method: string,
   path: string,
