@@ -58,7 +58,9 @@ describe('installation needs no compiler', () => {
     for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'prisma', 'src']) {
       await cp(join(ROOT, path), join(copy, path), { recursive: true, filter: (src) => !src.includes(`${join('src', 'generated')}`) });
     }
-    const env = { HOME: process.env.HOME, PATH: bin, npm_config_cache: process.env.npm_config_cache };
+    // Only what npm needs to reach its registry: nothing of the test runner's own environment.
+    const passed = ['HOME', 'npm_config_cache', 'npm_config_registry', 'HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY'];
+    const env = { ...Object.fromEntries(passed.flatMap((k) => (process.env[k] ? [[k, process.env[k]]] : []))), PATH: bin };
     await expect(run('sh', ['-c', 'command -v cc || command -v gcc || command -v g++ || command -v make'], { cwd: copy, env })).rejects.toThrow();
     await run('npm', ['ci', '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: copy, env });
 

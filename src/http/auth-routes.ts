@@ -21,7 +21,7 @@ export interface AuthRoutesOptions {
   reuseGraceMs: number;
 }
 
-const REFUSED_REFRESH: Record<Exclude<RotateOutcome['kind'], 'rotated'>, string> = {
+const REFUSED_REFRESH: Record<Exclude<RotateOutcome, 'rotated'>, string> = {
   unknown: 'unknown refresh token',
   revoked: 'refresh token of a revoked family',
   reused: 'retired refresh token reused: its family is revoked',
@@ -89,7 +89,7 @@ export function authRoutes(o: AuthRoutesOptions): Router {
     }
     const successorId = newRefreshId();
     const outcome = await o.refreshTokens.rotate(principal.refreshId, successorId, refreshExpiry(), o.reuseGraceMs);
-    if (outcome.kind !== 'rotated') refuse(REFUSED_REFRESH[outcome.kind]);
+    if (outcome !== 'rotated') refuse(REFUSED_REFRESH[outcome]);
     const user = await o.users.findById(principal.userId);
     if (!user) refuse('user no longer exists');
     await sendPair(res, user, successorId);

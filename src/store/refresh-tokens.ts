@@ -1,11 +1,10 @@
 import type { PrismaClient } from '../generated/prisma/client.ts';
 
-/** What presenting a refresh token came to. Only `rotated` stored a successor. */
-export type RotateOutcome =
-  | { kind: 'rotated' }
-  | { kind: 'unknown' }
-  | { kind: 'revoked'; familyId: string }
-  | { kind: 'reused'; familyId: string };
+/**
+ * What presenting a refresh token came to: `rotated` (its successor is stored), `unknown`, `revoked` (its family
+ * was revoked before), `reused` (retired past the grace: its family is revoked now).
+ */
+export type RotateOutcome = 'rotated' | 'unknown' | 'revoked' | 'reused';
 
 /**
  * Refresh token families: a login starts one, each refresh retires the token presented and stores its successor
@@ -33,13 +32,13 @@ export class RefreshTokenStore {
       data: { retiredAt: now },
     });
     const token = await this.prisma.refreshToken.findUnique({ where: { id: tokenId }, include: { family: true } });
-    if (!token) return { kind: 'unknown' };
-    if (token.family.revokedAt) return { kind: 'revoked', familyId: token.familyId };
+    if (!token) return 'unknown';
+    if (token.family.revokedAt) return 'revoked';
     if (retired.count === 0 && now.getTime() - token.retiredAt!.getTime() >= graceMs) {
       await this.prisma.refreshFamily.update({ where: { id: token.familyId }, data: { revokedAt: now } });
-      return { kind: 'reused', familyId: token.familyId };
+      return 'reused';
     }
     await this.prisma.refreshToken.create({ data: { id: successorId, familyId: token.familyId, expiresAt } });
-    return { kind: 'rotated' };
+    return 'rotated';
   }
 }
