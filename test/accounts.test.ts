@@ -10,6 +10,7 @@ import { hashPassword, verifyPassword } from '../src/auth/passwords.ts';
 import { createLogger } from '../src/logger.ts';
 import { migratePGlite, migratePostgres, readMigrations } from '../src/store/migrate.ts';
 import { MIGRATIONS_DIR } from '../src/store/schema-engine.ts';
+import { clusterTopology } from '../scripts/local-cluster.ts';
 import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { api, apiWithHeaders, newUser, startTestGateway, type TestServer } from './support/gateway.ts';
 
@@ -131,6 +132,17 @@ describe('TRUST_PROXY', () => {
     expectRateLimited(await signup(server, freshName('xff'), { 'x-forwarded-for': '10.0.0.99' }));
     expect(audit).toHaveBeenCalledWith('rate_limited', expect.objectContaining({ ip: '127.0.0.1', reason: 'signup_rate' }));
   });
+});
+
+test('npm run cluster tells its gateways to believe nginx (on loopback) about client addresses', () => {
+  const topology = clusterTopology({
+    port: 8000,
+    gatewayPorts: [8081, 8082],
+    urls: { BROKER_URL: 'amqp://x', REDIS_URL: 'redis://x', DATABASE_URL: 'postgresql://x/chat' },
+    jwtSecret: 'x'.repeat(32),
+    dataDir: '/tmp',
+  });
+  expect(topology.gateways.map((g) => g.env.TRUST_PROXY)).toEqual(['loopback', 'loopback']);
 });
 
 describe('login', () => {
