@@ -56,6 +56,7 @@ const Env = z.object({
   TRUST_PROXY: z
     .string()
     .default('false')
+    .refine((v) => v !== 'true', 'true would believe any client about its address: name the proxy (loopback, its address, a hop count)')
     .transform((v) => (v === 'false' ? false : /^\d+$/.test(v) ? Number(v) : v)),
   /** How long a retired refresh token may still be exchanged (two tabs refreshing at once) before reuse revokes its family. */
   REFRESH_REUSE_GRACE_S: z.coerce.number().int().nonnegative().default(10),

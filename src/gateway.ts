@@ -83,11 +83,14 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const history: DeliveryHistory = redis
     ? new RedisHistory({ redis, window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS })
     : new MemoryHistory({ window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS });
-  // Login and sign-up counters: in Redis, shared by every gateway; per gateway in memory, also while Redis is down.
-  const limiter: LimiterFactory = ({ keyPrefix, points, durationS }) =>
-    redis
-      ? new RateLimiterRedis({ storeClient: redis, keyPrefix, points, duration: durationS, insuranceLimiter: new RateLimiterMemory({ keyPrefix, points, duration: durationS }) })
-      : new RateLimiterMemory({ keyPrefix, points, duration: durationS });
+  // Login and sign-up counters: in Redis, shared by every gateway; per gateway in memory, also while Redis is down
+  // (rejectIfRedisNotReady: a login goes to the memory counter at once instead of waiting for a reconnect).
+  const limiter: LimiterFactory = ({ keyPrefix, points, durationS }) => {
+    const memory = new RateLimiterMemory({ keyPrefix, points, duration: durationS });
+    return redis
+      ? new RateLimiterRedis({ storeClient: redis, keyPrefix, points, duration: durationS, rejectIfRedisNotReady: true, insuranceLimiter: memory })
+      : memory;
+  };
   const authLimits = new AuthLimits(limiter, {
     loginPerAccount: config.LOGIN_RATE_PER_ACCOUNT,
     loginPerIp: config.LOGIN_RATE_PER_IP,
