@@ -12,6 +12,7 @@ import { migratePGlite, migratePostgres, readMigrations } from '../src/store/mig
 import { MIGRATIONS_DIR } from '../src/store/schema-engine.ts';
 import { clusterTopology } from '../scripts/local-cluster.ts';
 import { createTempPostgres } from '../scripts/temp-postgres.ts';
+import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 import { api, apiWithHeaders, newUser, startTestGateway, type TestServer } from './support/gateway.ts';
 
 // Counted, never timed: how often the gateway hashes and verifies, and with which stored hash.
@@ -116,6 +117,29 @@ describe.each([{ engine: 'memory' }, { engine: 'redis' }])('login and signup rat
     expect(await refusals(server, 'signup_rate')).toBe(1);
     expect(audit).toHaveBeenCalledWith('rate_limited', expect.objectContaining({ ip: address['x-forwarded-for'], reason: 'signup_rate' }));
     expect((await signup(server, freshName('sign'), fromAddress())).status).toBe(201);
+  });
+});
+
+describe('login rate limits while Redis is unreachable', () => {
+  let server: TestServer;
+  let redis: TcpProxy;
+  beforeAll(async () => {
+    redis = await startTcpProxy(6379);
+    server = await startTestGateway({ REDIS_URL: `redis://127.0.0.1:${redis.port}`, LOGIN_RATE_PER_ACCOUNT: '2' });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await redis?.close();
+  });
+
+  test('each gateway goes on counting in memory', async () => {
+    const username = freshName('noredis');
+    expect((await signup(server, username)).status).toBe(201);
+    redis.pause();
+    redis.dropAll();
+    for (let i = 0; i < 2; i++) expect((await login(server, username, 'wrong')).status).toBe(401);
+    expectRateLimited(await login(server, username, PASSWORD));
+    redis.resume();
   });
 });
 
