@@ -28,6 +28,8 @@ export interface ClusterOptions {
   jwtSecret: string;
   /** Shared by every gateway (DATA_DIR). */
   dataDir: string;
+  /** More variables for every gateway, beyond the topology's (tests: the rate limits they need). */
+  gatewayEnv?: Readonly<Record<string, string>>;
   /** Every log line of the gateways and nginx, prefixed with the service's name (default: dropped). */
   onLog?: (line: string) => void;
 }
@@ -42,7 +44,8 @@ export interface ClusterTopology {
 
 export function clusterTopology(opts: ClusterOptions): ClusterTopology {
   const backing = BACKING_SERVICES.map(({ service, variable }) => ({ service, variable, url: opts.urls[variable] }));
-  const shared = { ...opts.urls, JWT_SECRET: opts.jwtSecret, DATA_DIR: opts.dataDir };
+  // nginx on loopback passes the client's address in X-Forwarded-For; the gateways believe it from there only.
+  const shared = { ...opts.urls, JWT_SECRET: opts.jwtSecret, DATA_DIR: opts.dataDir, TRUST_PROXY: 'loopback' };
   const gateways = opts.gatewayPorts.map((port, i) => {
     const service = `gateway${i + 1}`;
     // The id names the gateway's broker queue: unique per port, so two clusters on one broker never share a queue.
@@ -148,7 +151,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   await ensureDatabase(opts.urls.DATABASE_URL);
   await mkdir(opts.dataDir, { recursive: true });
 
-  const started = await Promise.allSettled(topology.gateways.map((g) => startGatewayProcess(g.service, g.port, g.env, onLog)));
+  const started = await Promise.allSettled(topology.gateways.map((g) => startGatewayProcess(g.service, g.port, { ...g.env, ...opts.gatewayEnv }, onLog)));
   const gateways = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const refused = started.find((s) => s.status === 'rejected');
   if (refused) {

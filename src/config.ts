@@ -49,6 +49,26 @@ const Env = z.object({
    * than a publisher confirm may take (10 s), so a publish still in flight is not doubled.
    */
   OUTBOX_AGE_MS: z.coerce.number().int().positive().default(15_000),
+  /** Login attempts per username per LOGIN_RATE_WINDOW_S (a successful login starts the count again). */
+  LOGIN_RATE_PER_ACCOUNT: z.coerce.number().int().positive().default(10),
+  /** Login attempts per client address per LOGIN_RATE_WINDOW_S, whatever the usernames. */
+  LOGIN_RATE_PER_IP: z.coerce.number().int().positive().default(100),
+  LOGIN_RATE_WINDOW_S: z.coerce.number().int().positive().default(900),
+  /** Sign-ups per client address per SIGNUP_RATE_WINDOW_S: each one costs an argon2 hash. */
+  SIGNUP_RATE_PER_IP: z.coerce.number().int().positive().default(10),
+  SIGNUP_RATE_WINDOW_S: z.coerce.number().int().positive().default(3600),
+  /**
+   * Which proxies' X-Forwarded-For names the client address (express `trust proxy`). Unset or `false`: none, the
+   * client address is the socket's peer. `loopback` for nginx on the same host (npm run cluster); a hop count, or
+   * a comma list of addresses, subnets and express's names (`uniquelocal`) otherwise.
+   */
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .refine((v) => v !== 'true', 'true would believe any client about its address: name the proxy (loopback, its address, a hop count)')
+    .transform((v) => (v === 'false' ? false : /^\d+$/.test(v) ? Number(v) : v)),
+  /** How long a retired refresh token may still be exchanged (two tabs refreshing at once) before reuse revokes its family. */
+  REFRESH_REUSE_GRACE_S: z.coerce.number().int().nonnegative().default(10),
 });
 
 export type Config = z.infer<typeof Env>;

@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import { Dispatcher } from './app/dispatcher.ts';
 import { GatewayOrigin } from './app/origin.ts';
 import { Connections } from './app/connections.ts';
@@ -10,6 +11,7 @@ import { ErrorChannel } from './app/error-channel.ts';
 import { Relay } from './app/relay.ts';
 import { RoomSubscriptions } from './app/room-subscriptions.ts';
 import { RoomService } from './app/rooms.ts';
+import { AuthLimits, type LimiterFactory } from './auth/auth-limits.ts';
 import { loadJwtSecret, TokenService } from './auth/tokens.ts';
 import { AmqpBroker } from './broker/amqp-broker.ts';
 import type { Broker } from './broker/broker.ts';
@@ -41,6 +43,7 @@ import type { Takeover } from './takeover/takeover.ts';
 import { openDatabase } from './store/database.ts';
 import { MessageStore } from './store/messages.ts';
 import { OutboxStore } from './store/outbox-store.ts';
+import { RefreshTokenStore } from './store/refresh-tokens.ts';
 import { RoomStore } from './store/rooms.ts';
 import { UserStore } from './store/users.ts';
 
@@ -97,6 +100,21 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const history: DeliveryHistory = redis
     ? new RedisHistory({ redis, window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS })
     : new MemoryHistory({ window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS });
+  // Login and sign-up counters: in Redis, shared by every gateway; per gateway in memory, also while Redis is down
+  // (rejectIfRedisNotReady: a login goes to the memory counter at once instead of waiting for a reconnect).
+  const limiter: LimiterFactory = ({ keyPrefix, points, durationS }) => {
+    const memory = new RateLimiterMemory({ keyPrefix, points, duration: durationS });
+    return redis
+      ? new RateLimiterRedis({ storeClient: redis, keyPrefix, points, duration: durationS, rejectIfRedisNotReady: true, insuranceLimiter: memory })
+      : memory;
+  };
+  const authLimits = new AuthLimits(limiter, {
+    loginPerAccount: config.LOGIN_RATE_PER_ACCOUNT,
+    loginPerIp: config.LOGIN_RATE_PER_IP,
+    loginWindowS: config.LOGIN_RATE_WINDOW_S,
+    signupPerIp: config.SIGNUP_RATE_PER_IP,
+    signupWindowS: config.SIGNUP_RATE_WINDOW_S,
+  });
   const interceptor = new OutboundInterceptor(history);
   const fanout = new Fanout(broker, interceptor, log);
   await broker.start(fanout.onDelivery);
@@ -170,10 +188,19 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         }),
         metrics,
       }),
-      '/api/auth': authRoutes(users, tokens),
-      '/api/rooms': roomRoutes(tokens, rooms, roomStore, (userIds) => presenceTracker.online(userIds)),
+      '/api/auth': authRoutes({
+        users,
+        tokens,
+        refreshTokens: new RefreshTokenStore(db.prisma),
+        limits: authLimits,
+        metrics,
+        audit,
+        reuseGraceMs: config.REFRESH_REUSE_GRACE_S * 1000,
+      }),
+      '/api/rooms': roomRoutes(tokens, rooms, roomStore, (userIds) => presenceTracker.online(userIds), audit),
     },
     log,
+    config.TRUST_PROXY,
   );
   const http = createServer(api);
   const stomp = new StompServer(

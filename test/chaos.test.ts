@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { freePorts, startGatewayProcess, type GatewayProcess } from '../scripts/gateway-process.ts';
 import { createTempPostgres } from '../scripts/temp-postgres.ts';
-import { api, newUser, type TestUser } from './support/gateway.ts';
+import { api, newUser, TEST_RATE_LIMITS, type TestUser } from './support/gateway.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 import { prng } from './support/prng.ts';
 
@@ -166,6 +166,7 @@ describe('chaos: broker faults and a gateway death under steady traffic', () => 
       LOG_LEVEL: 'warn',
       BROKER_QUEUE_EXPIRES_MS: '10000',
       RATE_LIMIT_PER_S: '1000',
+      ...TEST_RATE_LIMITS,
     };
     const ports = await freePorts(3);
     for (const [i, port] of ports.entries()) {

@@ -22,7 +22,7 @@ import { RedisHistory } from '../src/delivery/redis-history.ts';
 import { freePorts } from '../scripts/gateway-process.ts';
 import { childPids, isRunning, parseYamlSubset, type Yaml } from './support/cluster.ts';
 import { createTempPostgres } from '../scripts/temp-postgres.ts';
-import { api, newUser, type TestUser } from './support/gateway.ts';
+import { api, newUser, TEST_RATE_LIMITS, type TestUser } from './support/gateway.ts';
 import { connectStomp, type TestClient } from './support/stomp-client.ts';
 
 const ROOT = new URL('..', import.meta.url);
@@ -165,6 +165,7 @@ describe('`npm run cluster`: three gateways behind nginx on the real RabbitMQ, R
         JWT_SECRET: randomBytes(32).toString('hex'),
         DATA_DIR: dataDir,
         LOG_LEVEL: 'warn',
+        ...TEST_RATE_LIMITS,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -3,7 +3,7 @@ import type { IFrame } from '@stomp/stompjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePorts, startGatewayProcess, type GatewayProcess } from '../scripts/gateway-process.ts';
 import { createTempPostgres } from '../scripts/temp-postgres.ts';
-import { api, connectAs, newUser, type TestUser } from './support/gateway.ts';
+import { api, connectAs, newUser, TEST_RATE_LIMITS, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
 
 /** SIGTERM under traffic: clients are told to reconnect, the gateway exits cleanly in time, and nothing is lost or doubled. */
@@ -23,6 +23,7 @@ describe('graceful shutdown', () => {
       LOG_LEVEL: 'warn',
       BROKER_QUEUE_EXPIRES_MS: '10000',
       SHUTDOWN_TIMEOUT_MS: '10000',
+      ...TEST_RATE_LIMITS,
     };
     const [a, b] = (await freePorts(2)) as [number, number];
     [leaving, staying] = await Promise.all([startGatewayProcess(`shutdown-a-${a}`, a, env), startGatewayProcess(`shutdown-b-${b}`, b, env)]);

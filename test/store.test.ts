@@ -109,7 +109,7 @@ describe.each([{ kind: 'pglite' as const }, { kind: 'postgres' as const }])('sto
     const fresh = await newTarget(kind);
     try {
       const first = await openDatabase({ databaseUrl: fresh.databaseUrl, dataDir: fresh.dataDir, log });
-      await first.prisma.user.create({ data: { username: 'survivor', passwordHash: 'h' } });
+      await first.prisma.user.create({ data: { username: 'survivor', usernameKey: 'survivor', passwordHash: 'h' } });
       await first.close();
       expect(await fresh.migrateAgain()).toEqual([]);
       const second = await openDatabase({ databaseUrl: fresh.databaseUrl, dataDir: fresh.dataDir, log });

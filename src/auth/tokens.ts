@@ -20,6 +20,9 @@ export interface TokenPair {
 
 type TokenKind = 'access' | 'refresh' | 'resume';
 
+/** A refresh token's id (its JWT `jti`): the key of its row in the refresh token store. */
+export const newRefreshId = (): string => randomBytes(16).toString('base64url');
+
 /** Issues and checks HS256 JWTs: access and refresh tokens, and the opaque session-resume token. */
 export class TokenService {
   private readonly key: Uint8Array;
@@ -27,26 +30,29 @@ export class TokenService {
   constructor(
     secret: string,
     private readonly accessTtlS: number,
-    private readonly refreshTtlS: number,
+    readonly refreshTtlS: number,
   ) {
     this.key = new TextEncoder().encode(secret);
   }
 
-  async issuePair(user: { id: string; username: string }): Promise<TokenPair> {
+  /** The refresh token is good only once the store holds `refreshId` (see RefreshTokenStore). */
+  async issuePair(user: { id: string; username: string }, refreshId: string = newRefreshId()): Promise<TokenPair> {
     const [accessToken, refreshToken] = await Promise.all([
       this.sign('access', { sub: user.id, name: user.username }, this.accessTtlS),
-      this.sign('refresh', { sub: user.id, name: user.username }, this.refreshTtlS),
+      this.sign('refresh', { sub: user.id, name: user.username }, this.refreshTtlS, refreshId),
     ]);
     return { accessToken, refreshToken, expiresIn: this.accessTtlS };
   }
 
   /** Throws ChatError UNAUTHORIZED for a missing, forged or wrong-kind token, TOKEN_EXPIRED for an expired one. */
   async verifyAccess(token: string): Promise<Principal> {
-    return this.verify(token, 'access');
+    return (await this.verify(token, 'access')).principal;
   }
 
-  async verifyRefresh(token: string): Promise<Principal> {
-    return this.verify(token, 'refresh');
+  /** The principal and the token's id, which the refresh token store decides on. */
+  async verifyRefresh(token: string): Promise<Principal & { refreshId: string }> {
+    const { principal, jti } = await this.verify(token, 'refresh');
+    return { ...principal, refreshId: jti };
   }
 
   /** The session-resume token names a delivery history and the user it belongs to. */
@@ -65,22 +71,23 @@ export class TokenService {
     }
   }
 
-  private sign(kind: TokenKind, claims: Record<string, string>, ttlS: number): Promise<string> {
+  private sign(kind: TokenKind, claims: Record<string, string>, ttlS: number, jti = randomBytes(9).toString('base64url')): Promise<string> {
     return new SignJWT({ ...claims, kind })
       .setProtectedHeader({ alg: 'HS256' })
       .setIssuedAt()
       .setExpirationTime(Math.floor(Date.now() / 1000) + ttlS)
-      .setJti(randomBytes(9).toString('base64url'))
+      .setJti(jti)
       .sign(this.key);
   }
 
-  private async verify(token: string, kind: TokenKind): Promise<Principal> {
+  private async verify(token: string, kind: TokenKind): Promise<{ principal: Principal; jti: string }> {
     try {
       const { payload } = await jwtVerify(token, this.key, { algorithms: ['HS256'] });
-      if (payload.kind !== kind || typeof payload.sub !== 'string' || typeof payload.name !== 'string' || !payload.exp) {
+      const { sub, name, exp, jti } = payload;
+      if (payload.kind !== kind || typeof sub !== 'string' || typeof name !== 'string' || !exp || typeof jti !== 'string') {
         throw new ChatError('UNAUTHORIZED', `not a valid ${kind} token`);
       }
-      return { userId: payload.sub, username: payload.name, expiresAt: payload.exp * 1000 };
+      return { principal: { userId: sub, username: name, expiresAt: exp * 1000 }, jti };
     } catch (err) {
       if (err instanceof ChatError) throw err;
       if (err instanceof errors.JWTExpired) throw new ChatError('TOKEN_EXPIRED', `${kind} token expired`);

@@ -6,6 +6,8 @@ export const Credentials = z.object({
   username: z.string().trim().min(3).max(32).regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
   password: z.string().min(8).max(256),
 });
+/** Login takes any strings up to a bound: a wrong password is 401 whatever its shape, never 400. */
+export const LoginRequest = z.object({ username: z.string().max(64), password: z.string().max(256) });
 export const RefreshRequest = z.object({ refreshToken: z.string().min(1) });
 
 export const ROOM_KINDS = ['direct', 'group', 'open'] as const;

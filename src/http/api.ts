@@ -1,13 +1,19 @@
-import express, { type ErrorRequestHandler, type Router } from 'express';
+import express, { type ErrorRequestHandler, type Request, type Router } from 'express';
 import { ZodError } from 'zod';
 import { ChatError, HTTP_STATUS } from '../contract/errors.ts';
 import type { Logger } from '../logger.ts';
 
-/** The REST app: JSON in and out, every error as `{code, message}` with its status. */
-export function createApi(routes: Record<string, Router>, log: Logger): express.Express {
+/** The client's address: the socket's peer, or what a proxy that TRUST_PROXY names put in X-Forwarded-For. */
+export const clientAddress = (req: Request): string => req.ip ?? req.socket.remoteAddress ?? 'unknown';
+
+/**
+ * The REST app: JSON in and out, every error as `{code, message}` with its status. `trustProxy` (TRUST_PROXY) is
+ * express's `trust proxy`: false (the default) believes no X-Forwarded-For, which any client can write.
+ */
+export function createApi(routes: Record<string, Router>, log: Logger, trustProxy: boolean | number | string): express.Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', 'loopback');
+  app.set('trust proxy', trustProxy);
   app.use(express.json({ limit: '64kb' }));
   for (const [path, router] of Object.entries(routes)) app.use(path, router);
   app.use((_req, res) => {

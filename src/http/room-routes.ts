@@ -1,5 +1,6 @@
 import { Router } from 'express';
 import type { RoomService } from '../app/rooms.ts';
+import type { AuditLog } from '../audit.ts';
 import type { TokenService } from '../auth/tokens.ts';
 import { CreateRoom, HistoryQuery } from '../contract/events.ts';
 import type { RoomStore } from '../store/rooms.ts';
@@ -8,9 +9,9 @@ import { principalOf, requireUser } from './authenticate.ts';
 /** Whether each user has a live session on some gateway. */
 export type OnlineCheck = (userIds: string[]) => Promise<Set<string>>;
 
-export function roomRoutes(tokens: TokenService, service: RoomService, rooms: RoomStore, online: OnlineCheck): Router {
+export function roomRoutes(tokens: TokenService, service: RoomService, rooms: RoomStore, online: OnlineCheck, audit: AuditLog): Router {
   const router = Router();
-  router.use(requireUser(tokens));
+  router.use(requireUser(tokens, audit));
   const actor = (res: Parameters<typeof principalOf>[0]) => {
     const p = principalOf(res);
     return { userId: p.userId, username: p.username };

@@ -52,8 +52,8 @@ export async function readMigrations(dir: string = MIGRATIONS_DIR): Promise<Migr
   };
 }
 
-async function apply(adapter: SqlMigrationAwareDriverAdapterFactory, log: Logger): Promise<string[]> {
-  const migrationsList = await readMigrations();
+async function apply(adapter: SqlMigrationAwareDriverAdapterFactory, log: Logger, dir: string): Promise<string[]> {
+  const migrationsList = await readMigrations(dir);
   const { appliedMigrationNames } = await withSchemaEngine(adapter, log, (engine) =>
     engine.applyMigrations({ migrationsList, filters: NO_FILTERS }),
   );
@@ -61,13 +61,16 @@ async function apply(adapter: SqlMigrationAwareDriverAdapterFactory, log: Logger
   return appliedMigrationNames;
 }
 
-/** Migrates an embedded database; it has one connection and one process, so it needs no lock. */
-export function migratePGlite(db: PGlite, log: Logger): Promise<string[]> {
-  return apply(pgliteMigrationAdapter(db), log);
+/**
+ * Migrates an embedded database; it has one connection and one process, so it needs no lock. `dir` is for tests
+ * that start from an older set of migrations.
+ */
+export function migratePGlite(db: PGlite, log: Logger, dir: string = MIGRATIONS_DIR): Promise<string[]> {
+  return apply(pgliteMigrationAdapter(db), log, dir);
 }
 
 /** Migrates a PostgreSQL database, holding an advisory lock so that concurrent starts take turns. */
-export async function migratePostgres(url: string, log: Logger): Promise<string[]> {
+export async function migratePostgres(url: string, log: Logger, dir: string = MIGRATIONS_DIR): Promise<string[]> {
   const lock = new pg.Client({ connectionString: url });
   // Idle while the engine works; losing it then must not crash the process (the lock is lost with it).
   lock.on('error', (err) => log.warn({ err }, 'migration lock connection failed'));
@@ -77,7 +80,7 @@ export async function migratePostgres(url: string, log: Logger): Promise<string[
     // One connection: the engine's session lock is taken and released (by ending the pool) on the same session.
     const pool = new pg.Pool({ connectionString: url, max: 1 });
     try {
-      return await apply(postgresMigrationAdapter(pool), log);
+      return await apply(postgresMigrationAdapter(pool), log, dir);
     } finally {
       await pool.end();
     }

@@ -13,10 +13,17 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
+/**
+ * The per-address login and signup limits tests run with: every test client signs up and logs in from 127.0.0.1,
+ * and gateways on the shared Redis count those across runs. The per-account login limit keeps its default.
+ * README, "Limits", documents these values.
+ */
+export const TEST_RATE_LIMITS = { LOGIN_RATE_PER_IP: '1000000', SIGNUP_RATE_PER_IP: '1000000' } as const;
+
 /** Start a gateway on a free port with its own data dir; `env` overrides the configuration (e.g. DATABASE_URL). */
 export async function startTestGateway(env: Record<string, string> = {}): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'chat-test-'));
-  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...env });
+  const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...TEST_RATE_LIMITS, ...env });
   const gateway = await startGateway(config, createLogger(process.env.TEST_LOG_LEVEL ?? config.LOG_LEVEL));
   return {
     gateway,
@@ -37,13 +44,26 @@ export interface TestUser {
 }
 
 export async function api<T = unknown>(baseUrl: string, method: string, path: string, body?: unknown, token?: string): Promise<{ status: number; body: T }> {
+  const { status, body: answer } = await apiWithHeaders<T>(baseUrl, method, path, body, token);
+  return { status, body: answer };
+}
+
+/** `api` with extra request headers (e.g. X-Forwarded-For), answering the response headers too. */
+export async function apiWithHeaders<T = unknown>(
+  baseUrl: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: T; headers: Headers }> {
   const res = await fetch(`${baseUrl}${path}`, {
     method,
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}), ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T, headers: res.headers };
 }
 
 let userSeq = 0;
