@@ -73,9 +73,11 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         gatewayId,
         prefetch: config.BROKER_PREFETCH,
         queueExpiresMs: config.BROKER_QUEUE_EXPIRES_MS,
+        queueMaxLength: config.QUEUE_MAX_LENGTH,
+        rpcTimeoutMs: config.BROKER_RPC_TIMEOUT_MS,
         log,
       })
-    : new MemoryBroker();
+    : new MemoryBroker({ queueMaxLength: config.QUEUE_MAX_LENGTH });
   const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2 }) : undefined;
   const history: DeliveryHistory = redis
     ? new RedisHistory({ redis, window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS })

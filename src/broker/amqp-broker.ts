@@ -18,6 +18,7 @@ import {
   type DeliveryHandler,
   type Exchange,
   type QueueConsumer,
+  QueueFullError,
 } from './broker.ts';
 
 export interface AmqpBrokerOptions {
@@ -32,6 +33,10 @@ export interface AmqpBrokerOptions {
   log: Logger;
   /** Longest wait for a publisher confirm; close() waits at most this long for confirms in flight. */
   confirmTimeoutMs?: number;
+  /** Named queues are declared with `x-max-length` this, `x-overflow: reject-publish` (see broker.ts). */
+  queueMaxLength: number;
+  /** Longest wait for the answer to a channel operation; past it the link is replaced. */
+  rpcTimeoutMs: number;
 }
 
 const EXCHANGE_NAMES: Record<Exchange, string> = { chat: 'chat.events', relay: 'amq.topic' };
@@ -39,8 +44,10 @@ const EXCHANGE_OF_NAME = new Map<string, Exchange>([
   ['chat.events', 'chat'],
   ['amq.topic', 'relay'],
 ]);
-/** Named queues as RabbitMQ Web-STOMP declares `/queue/x`, so both see the same queue. */
+/** Named queues as RabbitMQ Web-STOMP declares `/queue/x`, so both see the same queue, plus the length bound. */
 const NAMED_QUEUE: Options.AssertQueue = { durable: true, exclusive: false, autoDelete: false };
+/** RabbitMQ's answer to a declaration whose arguments differ from the existing queue's. */
+const PRECONDITION_FAILED = 406;
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -103,6 +110,8 @@ export class AmqpBroker implements Broker {
   private readonly prefetch: number;
   private readonly queueExpiresMs: number;
   private readonly confirmTimeoutMs: number;
+  private readonly rpcTimeoutMs: number;
+  private readonly namedQueue: Options.AssertQueue;
   private readonly log: Logger;
 
   /** Set only while fully established. */
@@ -130,6 +139,8 @@ export class AmqpBroker implements Broker {
     this.prefetch = options.prefetch;
     this.queueExpiresMs = options.queueExpiresMs;
     this.confirmTimeoutMs = options.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
+    this.rpcTimeoutMs = options.rpcTimeoutMs;
+    this.namedQueue = { ...NAMED_QUEUE, maxLength: options.queueMaxLength, arguments: { 'x-overflow': 'reject-publish' } };
     this.log = options.log;
   }
 
@@ -149,8 +160,10 @@ export class AmqpBroker implements Broker {
   async publish(exchange: Exchange, routingKey: string, message: BrokerMessage): Promise<void> {
     const link = this.usableLink();
     const options = toPublishOptions(message.headers);
-    return this.confirmed(link, (done) =>
-      link.confirm.publish(EXCHANGE_NAMES[exchange], routingKey, message.body, options, done),
+    return this.confirmed(
+      link,
+      (done) => link.confirm.publish(EXCHANGE_NAMES[exchange], routingKey, message.body, options, done),
+      () => new BrokerUnavailableError('publish refused by the broker'),
     );
   }
 
@@ -158,7 +171,12 @@ export class AmqpBroker implements Broker {
     const link = this.usableLink();
     await this.declareQueue(link, queue);
     const options = toPublishOptions(message.headers);
-    return this.confirmed(link, (done) => link.confirm.sendToQueue(queue, message.body, options, done));
+    // With reject-publish, a full queue is what makes RabbitMQ nack a send.
+    return this.confirmed(
+      link,
+      (done) => link.confirm.sendToQueue(queue, message.body, options, done),
+      () => new QueueFullError(queue),
+    );
   }
 
   /**
@@ -176,7 +194,7 @@ export class AmqpBroker implements Broker {
       return;
     }
     try {
-      await this.withAdmin(link, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
+      await this.withAdmin(link, `binding ${pattern}`, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
     } catch (err) {
       // The binding may have reached the broker before the failure; remove it later.
       this.staleBindings[exchange].add(pattern);
@@ -227,10 +245,10 @@ export class AmqpBroker implements Broker {
     this.link = null;
     if (link) {
       // Stop deliveries first; what is unsettled goes back to the queues when the connection closes.
-      const cancels: Promise<unknown>[] = [link.topic.cancel(link.topicTag)];
+      const cancels: Promise<unknown>[] = [within(link.topic.cancel(link.topicTag), this.rpcTimeoutMs, 'cancel')];
       for (const consumer of this.consumers) {
         const att = consumer.attachment;
-        if (att) cancels.push(att.channel.cancel(att.tag));
+        if (att) cancels.push(within(att.channel.cancel(att.tag), this.rpcTimeoutMs, 'cancel'));
       }
       await Promise.allSettled(cancels);
       // Each confirm wait is bounded by confirmTimeoutMs.
@@ -260,30 +278,34 @@ export class AmqpBroker implements Broker {
     conn.on('blocked', (reason: string) => this.log.warn({ reason }, 'RabbitMQ blocked publishing'));
     conn.on('unblocked', () => this.log.info('RabbitMQ unblocked publishing'));
     try {
-      link.confirm = await conn.createConfirmChannel();
+      link.confirm = await within(conn.createConfirmChannel(), this.rpcTimeoutMs, 'opening the confirm channel');
       this.watch(link, link.confirm, 'confirm channel', () => this.lose(link, 'confirm channel closed'));
-      link.topic = await conn.createChannel();
+      link.topic = await within(conn.createChannel(), this.rpcTimeoutMs, 'opening the topic channel');
       this.watch(link, link.topic, 'topic channel', () => this.lose(link, 'topic channel closed'));
 
-      await this.withAdmin(link, async (ch) => {
-        await ch.assertExchange(EXCHANGE_NAMES.chat, 'topic', { durable: true });
-        if (firstStart) await ch.deleteQueue(this.gatewayQueue);
-        await ch.assertQueue(this.gatewayQueue, {
+      await this.withAdmin(link, 'declaring the chat exchange', (ch) => ch.assertExchange(EXCHANGE_NAMES.chat, 'topic', { durable: true }));
+      if (firstStart) await this.withAdmin(link, 'deleting the old gateway queue', (ch) => ch.deleteQueue(this.gatewayQueue));
+      await this.withAdmin(link, 'declaring the gateway queue', (ch) =>
+        ch.assertQueue(this.gatewayQueue, {
           durable: true,
           exclusive: false,
           autoDelete: false,
           expires: this.queueExpiresMs,
-        });
-        for (const exchange of ['chat', 'relay'] as const) {
-          for (const pattern of this.bindings[exchange]) {
-            this.unrestored[exchange].delete(pattern);
-            await ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern);
-          }
+        }),
+      );
+      for (const exchange of ['chat', 'relay'] as const) {
+        for (const pattern of this.bindings[exchange]) {
+          this.unrestored[exchange].delete(pattern);
+          await this.withAdmin(link, `binding ${pattern}`, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
         }
-      });
+      }
       await this.removeStaleBindings(link);
-      await link.topic.prefetch(this.prefetch);
-      const { consumerTag } = await link.topic.consume(this.gatewayQueue, (msg) => this.onTopicMessage(link, msg));
+      const { consumerTag } = await this.rpc(
+        link,
+        'consuming the gateway queue',
+        () => Promise.all([link.topic.prefetch(this.prefetch), link.topic.consume(this.gatewayQueue, (msg) => this.onTopicMessage(link, msg))]).then(([, ok]) => ok),
+        () => this.lose(link, 'the topic channel failed'),
+      );
       link.topicTag = consumerTag;
       await Promise.all([...this.consumers].map((consumer) => this.reattach(link, consumer)));
       // Binds that arrived while the restore was running; none can slip in between this and 'up' below.
@@ -313,7 +335,7 @@ export class AmqpBroker implements Broker {
       const pending = this.unrestored[exchange];
       for (let pattern = first(pending); pattern !== undefined && link.alive; pattern = first(pending)) {
         if (this.bindings[exchange].has(pattern)) {
-          await this.withAdmin(link, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
+          await this.withAdmin(link, `binding ${pattern}`, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
         }
         pending.delete(pattern);
       }
@@ -333,7 +355,7 @@ export class AmqpBroker implements Broker {
 
   private async unbindNow(link: Link, exchange: Exchange, pattern: string): Promise<boolean> {
     try {
-      await this.withAdmin(link, (ch) => ch.unbindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
+      await this.withAdmin(link, `unbinding ${pattern}`, (ch) => ch.unbindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
       return true;
     } catch (err) {
       if (!this.bindings[exchange].has(pattern)) this.staleBindings[exchange].add(pattern);
@@ -420,8 +442,8 @@ export class AmqpBroker implements Broker {
 
   // --- publishing ---
 
-  /** Send one message and wait, bounded, for the broker's confirm. */
-  private confirmed(link: Link, send: (done: (err: unknown) => void) => void): Promise<void> {
+  /** Send one message and wait, bounded, for the broker's confirm; a nack rejects with `nacked()`. */
+  private confirmed(link: Link, send: (done: (err: unknown) => void) => void, nacked: () => Error): Promise<void> {
     const confirm = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new BrokerUnavailableError(`no publisher confirm within ${this.confirmTimeoutMs} ms`)),
@@ -430,13 +452,19 @@ export class AmqpBroker implements Broker {
       try {
         send((err) => {
           clearTimeout(timer);
-          if (err) reject(new BrokerUnavailableError(`publish not confirmed: ${describe(err)}`));
+          // amqplib's only way of telling a nack from a closed channel.
+          if (err instanceof Error && err.message === 'message nacked') reject(nacked());
+          else if (err) reject(new BrokerUnavailableError(`publish not confirmed: ${describe(err)}`));
           else resolve();
         });
       } catch (err) {
         clearTimeout(timer);
-        // A closed channel throws; anything else (an oversized header table) is the caller's error.
-        reject(err instanceof IllegalOperationError ? new BrokerUnavailableError(`publish failed: ${err.message}`) : err);
+        if (!(err instanceof IllegalOperationError)) {
+          // amqplib took a confirm slot before it failed to encode the message (a name over 255 bytes): every later
+          // confirm on this channel would settle the wrong send. Only a new channel is right again.
+          this.lose(link, `a publish could not be encoded: ${describe(err)}`);
+        }
+        reject(new BrokerUnavailableError(`publish failed: ${describe(err)}`));
       }
     });
     this.confirmsInFlight.add(confirm);
@@ -450,7 +478,11 @@ export class AmqpBroker implements Broker {
   private declareQueue(link: Link, queue: string): Promise<unknown> {
     let declared = link.declared.get(queue);
     if (!declared) {
-      declared = this.withAdmin(link, (ch) => ch.assertQueue(queue, NAMED_QUEUE));
+      declared = this.withAdmin(link, `declaring ${queue}`, (ch) => ch.assertQueue(queue, this.namedQueue)).catch((err: unknown) => {
+        if (!isPreconditionFailed(err)) throw err;
+        // Declared before with other arguments (an older gateway, RabbitMQ Web-STOMP, an operator): use it as it is.
+        return this.withAdmin(link, `checking ${queue}`, (ch) => ch.checkQueue(queue));
+      });
       link.declared.set(queue, declared);
       const attempt = declared;
       attempt.catch(() => {
@@ -460,10 +492,14 @@ export class AmqpBroker implements Broker {
     return declared;
   }
 
-  /** Run declarations on the admin channel, reopening it if an earlier declaration closed it. */
-  private async withAdmin<T>(link: Link, work: (admin: Channel) => Promise<T>): Promise<T> {
+  /**
+   * Run one declaration (one RPC) on the admin channel, reopening it if an earlier one closed it. A failed
+   * declaration discards the channel: RabbitMQ closes it on a refusal, and amqplib keeps waiting forever on one
+   * it could not encode.
+   */
+  private async withAdmin<T>(link: Link, what: string, rpc: (admin: Channel) => Promise<T>): Promise<T> {
     if (!link.admin) {
-      const opening = link.conn.createChannel().then((ch) => {
+      const opening = within(link.conn.createChannel(), this.rpcTimeoutMs, 'opening the admin channel').then((ch) => {
         ch.on('error', (err: Error) => this.log.warn({ err }, 'AMQP admin channel error'));
         ch.on('close', () => {
           if (link.admin === opening) link.admin = null;
@@ -475,10 +511,27 @@ export class AmqpBroker implements Broker {
         if (link.admin === opening) link.admin = null;
       });
     }
+    const opening = link.admin;
+    const admin = await this.rpc(link, what, () => opening, () => {});
+    return this.rpc(link, what, () => rpc(admin), () => {
+      if (link.admin === opening) link.admin = null;
+      closeQuietly(admin);
+    });
+  }
+
+  /**
+   * One channel operation, bounded by rpcTimeoutMs. No answer in time means the link is not usable: it is replaced
+   * (health goes down meanwhile). Any other failure may leave amqplib's channel waiting for a reply that never
+   * comes, so `discard` closes that channel. Either way the caller gets a BrokerUnavailableError.
+   */
+  private async rpc<T>(link: Link, what: string, work: () => Promise<T>, discard: () => void): Promise<T> {
     try {
-      return await work(await link.admin);
+      return await within(work(), this.rpcTimeoutMs, what);
     } catch (err) {
-      throw err instanceof BrokerUnavailableError ? err : new BrokerUnavailableError(describe(err));
+      if (err instanceof RpcTimeoutError) this.lose(link, err.message);
+      else discard();
+      if (err instanceof BrokerUnavailableError) throw err;
+      throw Object.assign(new BrokerUnavailableError(`${what}: ${describe(err)}`), { cause: err });
     }
   }
 
@@ -532,15 +585,22 @@ export class AmqpBroker implements Broker {
     let att: Attachment;
     try {
       await this.declareQueue(link, consumer.queue);
-      const channel = await slot.channel;
+      const channel = await this.rpc(link, 'opening a consumer channel', () => slot.channel, () => {});
       att = { link, slot, channel, tag: '', unsettled: new Set() };
       const attachment = att;
       // RabbitMQ applies a non-global qos to the consumers started after it on the channel. amqplib sends a
       // channel's RPCs in call order, and these two are issued together, so no other qos can come between.
-      const [, ok] = await Promise.all([
-        channel.prefetch(consumer.prefetch),
-        channel.consume(consumer.queue, (msg) => this.onQueueMessage(consumer, attachment, msg)),
-      ]);
+      const [, ok] = await this.rpc(
+        link,
+        `consuming ${consumer.queue}`,
+        () =>
+          Promise.all([
+            channel.prefetch(consumer.prefetch),
+            channel.consume(consumer.queue, (msg) => this.onQueueMessage(consumer, attachment, msg)),
+          ]),
+        // Its other consumers move to other channels when it closes.
+        () => closeQuietly(channel),
+      );
       att.tag = ok.consumerTag;
     } catch (err) {
       slot.consumers--;
@@ -605,13 +665,43 @@ export class AmqpBroker implements Broker {
   private async detach(att: Attachment): Promise<void> {
     att.slot.consumers--;
     try {
-      await att.channel.cancel(att.tag);
+      await this.rpc(att.link, 'cancelling a consumer', () => att.channel.cancel(att.tag), () => closeQuietly(att.channel));
     } catch {
       // The channel is gone, and with it the consumer; the broker has requeued its deliveries.
       return;
     }
     for (const msg of att.unsettled) settleQuietly(() => att.channel.nack(msg, false, true));
     att.unsettled.clear();
+  }
+}
+
+/** A channel operation that got no answer in time. */
+class RpcTimeoutError extends BrokerUnavailableError {
+  constructor(what: string, ms: number) {
+    super(`${what}: no answer from RabbitMQ within ${ms} ms`);
+  }
+}
+
+/** `work`, or an RpcTimeoutError once `ms` have passed without it settling. */
+function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new RpcTimeoutError(what, ms)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+function isPreconditionFailed(err: unknown): boolean {
+  const cause = err instanceof Error ? err.cause : undefined;
+  return (cause as { code?: unknown } | undefined)?.code === PRECONDITION_FAILED;
+}
+
+/** Close a channel that is no longer trusted; one already closed has nothing left to do. */
+function closeQuietly(channel: Channel): void {
+  try {
+    channel.close().catch(() => {});
+  } catch {
+    // Closed already.
   }
 }
 
