@@ -96,7 +96,18 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     graceMs: PRESENCE_GRACE_MS,
     log,
   });
-  const relay = new Relay(broker, fanout, interceptor, config.BROKER_PREFETCH);
+  const relay = new Relay(
+    broker,
+    fanout,
+    interceptor,
+    {
+      defaultPrefetch: config.BROKER_PREFETCH,
+      topicBounds: { maxWords: config.TOPIC_MAX_WORDS, maxHashes: config.TOPIC_MAX_HASHES },
+      queueMaxLength: config.QUEUE_MAX_LENGTH,
+    },
+    metrics,
+    audit,
+  );
   const dispatcher = new Dispatcher(
     tokens,
     rooms,
