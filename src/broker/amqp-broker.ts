@@ -1,13 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import {
-  type Channel,
-  type ChannelModel,
-  type ConfirmChannel,
-  type ConsumeMessage,
-  connect,
-  IllegalOperationError,
-  type Options,
-} from 'amqplib';
+import { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, connect, IllegalOperationError, type Options } from 'amqplib';
 import type { Logger } from '../logger.ts';
 import {
   type Broker,
@@ -20,6 +12,8 @@ import {
   type QueueConsumer,
   QueueFullError,
 } from './broker.ts';
+import { settleQuietly, toDelivery, toPublishOptions } from './amqp-messages.ts';
+import { closeQuietly, isPreconditionFailed, RpcTimeoutError, within } from './amqp-rpc.ts';
 
 export interface AmqpBrokerOptions {
   /** amqp:// URL; a `heartbeat` query parameter is added when absent, so a silent peer is noticed. */
@@ -46,8 +40,6 @@ const EXCHANGE_OF_NAME = new Map<string, Exchange>([
 ]);
 /** Named queues as RabbitMQ Web-STOMP declares `/queue/x`, so both see the same queue, plus the length bound. */
 const NAMED_QUEUE: Options.AssertQueue = { durable: true, exclusive: false, autoDelete: false };
-/** RabbitMQ's answer to a declaration whose arguments differ from the existing queue's. */
-const PRECONDITION_FAILED = 406;
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -675,36 +667,6 @@ export class AmqpBroker implements Broker {
   }
 }
 
-/** A channel operation that got no answer in time. */
-class RpcTimeoutError extends BrokerUnavailableError {
-  constructor(what: string, ms: number) {
-    super(`${what}: no answer from RabbitMQ within ${ms} ms`);
-  }
-}
-
-/** `work`, or an RpcTimeoutError once `ms` have passed without it settling. */
-function within<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new RpcTimeoutError(what, ms)), ms);
-  });
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
-
-function isPreconditionFailed(err: unknown): boolean {
-  const cause = err instanceof Error ? err.cause : undefined;
-  return (cause as { code?: unknown } | undefined)?.code === PRECONDITION_FAILED;
-}
-
-/** Close a channel that is no longer trusted; one already closed has nothing left to do. */
-function closeQuietly(channel: Channel): void {
-  try {
-    channel.close().catch(() => {});
-  } catch {
-    // Closed already.
-  }
-}
-
 function removeSlot(link: Link, slot: Slot): void {
   const index = link.slots.indexOf(slot);
   if (index >= 0) link.slots.splice(index, 1);
@@ -712,70 +674,6 @@ function removeSlot(link: Link, slot: Slot): void {
 
 function first<T>(set: Set<T>): T | undefined {
   return set.values().next().value;
-}
-
-/** Build a Delivery whose settlement is idempotent and a no-op once its channel is gone. */
-function toDelivery(
-  channel: Channel,
-  msg: ConsumeMessage,
-  exchange: Exchange | 'queue',
-  routingKey: string,
-  unsettled?: Set<ConsumeMessage>,
-): Delivery {
-  unsettled?.add(msg);
-  let settled = false;
-  const settle = (send: () => void): void => {
-    if (settled) return;
-    settled = true;
-    // Already handed back by a cancel: settling it again would settle someone else's copy.
-    if (unsettled && !unsettled.delete(msg)) return;
-    settleQuietly(send);
-  };
-  return {
-    message: fromAmqp(msg),
-    exchange,
-    routingKey,
-    redelivered: msg.fields.redelivered,
-    ack: () => settle(() => channel.ack(msg)),
-    nack: (requeue = true) => settle(() => channel.nack(msg, false, requeue)),
-  };
-}
-
-/** Ack or nack; on a closed channel this throws, and there is nothing to do: the broker redelivers it. */
-function settleQuietly(send: () => void): void {
-  try {
-    send();
-  } catch (err) {
-    if (!(err instanceof IllegalOperationError)) throw err;
-  }
-}
-
-/** STOMP headers to AMQP properties, as Web-STOMP maps them. */
-function toPublishOptions(headers: Record<string, string>): Options.Publish {
-  const { 'content-type': contentType, persistent, ...rest } = headers;
-  const options: Options.Publish = { headers: rest };
-  if (contentType !== undefined) options.contentType = contentType;
-  if (persistent === 'true') options.deliveryMode = 2;
-  return options;
-}
-
-function fromAmqp(msg: ConsumeMessage): BrokerMessage {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(msg.properties.headers ?? {})) {
-    const text = headerText(value);
-    if (text !== undefined) headers[name] = text;
-  }
-  if (msg.properties.contentType) headers['content-type'] = String(msg.properties.contentType);
-  if (msg.properties.deliveryMode === 2) headers.persistent = 'true';
-  return { headers, body: msg.content };
-}
-
-/** AMQP header values from other clients may be any table type; tables and arrays (x-death...) are not STOMP headers. */
-function headerText(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
-  if (Buffer.isBuffer(value)) return value.toString('utf8');
-  return undefined;
 }
 
 function describe(err: unknown): string {
