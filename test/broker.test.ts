@@ -438,6 +438,25 @@ describe('AmqpBroker against names and queues it cannot use as asked', () => {
     expect(texts(c.got)).toEqual(sent);
   });
 
+  it('declares a queue that exists with other arguments without failing other declarations in flight', async () => {
+    const existing = f.queue();
+    await withRabbit(async (conn) => {
+      const ch = await conn.createChannel();
+      await ch.assertQueue(existing, { durable: true, maxLength: 50 });
+      await ch.close();
+    });
+    const g = await f.gateway();
+    const ns = f.namespace();
+    const c = recorder(true);
+    // Issued together: RabbitMQ's refusal of the first declaration must not take the others down with it.
+    const results = await Promise.allSettled([
+      g.broker.sendToQueue(existing, message('to the existing queue')),
+      g.broker.bind('chat', `${ns}.x`),
+      g.broker.consume(f.queue(), 10, c.handler),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+  });
+
   it('refuses a name over 255 bytes and a prefetch over 65535, and every later operation still completes', async () => {
     const g = await f.gateway();
     const health: BrokerHealth[] = [];

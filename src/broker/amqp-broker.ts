@@ -61,7 +61,7 @@ class Link {
   /** Consumes the gateway's topic queue. */
   topic!: Channel;
   topicTag = '';
-  /** Declarations and bindings: a failing declaration closes only this channel, which is reopened on demand. */
+  /** The gateway queue's declarations and bindings: a failing one closes only this channel, which is reopened on demand. */
   admin: Promise<Channel> | null = null;
   readonly slots: Slot[] = [];
   /** Named queues declared on this connection, so each is declared once per connection. */
@@ -470,10 +470,10 @@ export class AmqpBroker implements Broker {
   private declareQueue(link: Link, queue: string): Promise<unknown> {
     let declared = link.declared.get(queue);
     if (!declared) {
-      declared = this.withAdmin(link, `declaring ${queue}`, (ch) => ch.assertQueue(queue, this.namedQueue)).catch((err: unknown) => {
+      declared = this.onOwnChannel(link, `declaring ${queue}`, (ch) => ch.assertQueue(queue, this.namedQueue)).catch((err: unknown) => {
         if (!isPreconditionFailed(err)) throw err;
         // Declared before with other arguments (an older gateway, RabbitMQ Web-STOMP, an operator): use it as it is.
-        return this.withAdmin(link, `checking ${queue}`, (ch) => ch.checkQueue(queue));
+        return this.onOwnChannel(link, `checking ${queue}`, (ch) => ch.checkQueue(queue));
       });
       link.declared.set(queue, declared);
       const attempt = declared;
@@ -482,6 +482,22 @@ export class AmqpBroker implements Broker {
       });
     }
     return declared;
+  }
+
+  /**
+   * Run one declaration of a client-named queue on a channel of its own, closed after. Such a queue may exist with
+   * other arguments, and RabbitMQ answers that by closing the channel: on the shared admin channel that would fail
+   * every other declaration in flight, other clients' included.
+   */
+  private async onOwnChannel<T>(link: Link, what: string, rpc: (channel: Channel) => Promise<T>): Promise<T> {
+    const channel = await this.rpc(link, what, () => link.conn.createChannel(), () => {});
+    // RabbitMQ's refusal closes the channel with an error event; the RPC below reports it to the caller.
+    channel.on('error', (err: Error) => this.log.debug({ err }, 'AMQP declaration channel error'));
+    try {
+      return await this.rpc(link, what, () => rpc(channel), () => {});
+    } finally {
+      closeQuietly(channel);
+    }
   }
 
   /**
