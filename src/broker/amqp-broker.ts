@@ -38,7 +38,7 @@ const EXCHANGE_OF_NAME = new Map<string, Exchange>([
   ['chat.events', 'chat'],
   ['amq.topic', 'relay'],
 ]);
-/** Named queues as RabbitMQ Web-STOMP declares `/queue/x`, so both see the same queue, plus the length bound. */
+/** Named queues as RabbitMQ Web-STOMP declares `/queue/x`, so both see the same queue (the length bound is added per broker). */
 const NAMED_QUEUE: Options.AssertQueue = { durable: true, exclusive: false, autoDelete: false };
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
