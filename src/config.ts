@@ -33,7 +33,8 @@ const Env = z.object({
   HISTORY_WINDOW: z.coerce.number().int().positive().default(1024),
   /** How long a session's delivery history outlives its connection, for session-resume. */
   RESUME_TTL_S: z.coerce.number().int().positive().default(3600),
-  BROKER_PREFETCH: z.coerce.number().int().positive().default(256),
+  /** AMQP basic.qos takes at most 65535. */
+  BROKER_PREFETCH: z.coerce.number().int().positive().max(65_535).default(256),
   /** How long a gateway's queue outlives its gateway. */
   BROKER_QUEUE_EXPIRES_MS: z.coerce.number().int().positive().default(60_000),
   /** Most words in a /topic pattern or routing key; with TOPIC_MAX_HASHES it keeps topic matching (ours and RabbitMQ's) cheap. */
