@@ -35,9 +35,18 @@ const Env = z.object({
   HISTORY_WINDOW: z.coerce.number().int().positive().default(1024),
   /** How long a session's delivery history outlives its connection, for session-resume. */
   RESUME_TTL_S: z.coerce.number().int().positive().default(3600),
-  BROKER_PREFETCH: z.coerce.number().int().positive().default(256),
+  /** AMQP basic.qos takes at most 65535. */
+  BROKER_PREFETCH: z.coerce.number().int().positive().max(65_535).default(256),
   /** How long a gateway's queue outlives its gateway. */
   BROKER_QUEUE_EXPIRES_MS: z.coerce.number().int().positive().default(60_000),
+  /** Most words in a /topic pattern or routing key; with TOPIC_MAX_HASHES it keeps topic matching (ours and RabbitMQ's) cheap. */
+  TOPIC_MAX_WORDS: z.coerce.number().int().positive().default(16),
+  /** Most `#` words in a /topic pattern: RabbitMQ's matching cost grows steeply with each one (README, "Limits"). */
+  TOPIC_MAX_HASHES: z.coerce.number().int().nonnegative().default(1),
+  /** Most ready messages a named /queue holds; a SEND to a full queue is refused. */
+  QUEUE_MAX_LENGTH: z.coerce.number().int().positive().default(1000),
+  /** Longest wait for RabbitMQ to answer a channel operation (declare, bind, consume...) before the link is replaced. */
+  BROKER_RPC_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   /** Security log lines (failed logins, refusals, cut sessions) written per second; the rest are counted. */
   AUDIT_LINES_PER_S: z.coerce.number().int().positive().default(50),

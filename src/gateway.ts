@@ -93,9 +93,11 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         gatewayId,
         prefetch: config.BROKER_PREFETCH,
         queueExpiresMs: config.BROKER_QUEUE_EXPIRES_MS,
+        queueMaxLength: config.QUEUE_MAX_LENGTH,
+        rpcTimeoutMs: config.BROKER_RPC_TIMEOUT_MS,
         log,
       })
-    : new MemoryBroker();
+    : new MemoryBroker({ queueMaxLength: config.QUEUE_MAX_LENGTH });
   const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2 }) : undefined;
   const history: DeliveryHistory = redis
     ? new RedisHistory({ redis, window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS })
@@ -140,7 +142,18 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     graceMs: PRESENCE_GRACE_MS,
     log,
   });
-  const relay = new Relay(broker, fanout, interceptor, config.BROKER_PREFETCH);
+  const relay = new Relay(
+    broker,
+    fanout,
+    interceptor,
+    {
+      defaultPrefetch: config.BROKER_PREFETCH,
+      topicBounds: { maxWords: config.TOPIC_MAX_WORDS, maxHashes: config.TOPIC_MAX_HASHES },
+      queueMaxLength: config.QUEUE_MAX_LENGTH,
+    },
+    metrics,
+    audit,
+  );
   const takeover: Takeover = redis
     ? new RedisTakeover({ redis, gatewayId, ttlMs: config.RESUME_TTL_S * 1000 })
     : new MemoryTakeover();

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
@@ -22,6 +22,7 @@ describe('broker outage as clients see it', () => {
       BROKER_URL: `amqp://guest:guest@127.0.0.1:${proxy.port}`,
       REDIS_URL: 'redis://127.0.0.1:6379',
       BROKER_QUEUE_EXPIRES_MS: '10000',
+      BROKER_RPC_TIMEOUT_MS: '2000',
     });
     [alice, bob] = await Promise.all([newUser(server.url, 'alice'), newUser(server.url, 'bob')]);
     roomId = (await api<{ id: string }>(server.url, 'POST', '/api/rooms', { kind: 'direct', members: [bob.username] }, alice.accessToken)).body.id;
@@ -103,6 +104,27 @@ describe('broker outage as clients see it', () => {
     await b.until(() => b.events(topic).some((e) => e.text === 'once the link is back'));
     expect(b.logged(topic).map((e) => e.text)).toEqual(['while b was subscribing', 'once the link is back']);
     expect(b.errors).toEqual([]);
+  });
+
+  it('gives up on a RabbitMQ that stops answering: the SUBSCRIBE fails, /readyz says not ready until a new link is up', async () => {
+    const c = await connectAs(server, alice);
+    clients.push(c);
+    await c.watchErrors();
+    // Nothing RabbitMQ sends arrives any more, and no new connection gets through.
+    proxy.pause();
+    proxy.silence();
+    c.subscribe('/topic/silent-check', { 'client-request-code': 'silent' });
+    // Without a bound on the bind, the heart-beat would notice only after twice 10 s.
+    await c.until(() => c.errors.length === 1, 8_000);
+    expect(c.errors.map((e) => [e.code, e.clientRequestCode])).toEqual([['BROKER_UNAVAILABLE', 'silent']]);
+    expect((await fetch(`${server.url}/readyz`)).status).toBe(503);
+
+    proxy.resume();
+    await vi.waitFor(async () => expect((await fetch(`${server.url}/readyz`)).status).toBe(200), { timeout: 15_000, interval: 100 });
+    await c.subscribeConfirmed('/topic/silent-check');
+    await c.sendConfirmed('/topic/silent-check', 'back');
+    await c.until(() => c.messages('/topic/silent-check').length === 1);
+    expect(c.messages('/topic/silent-check').map((m) => m.body)).toEqual(['back']);
   });
 
   const lastSeq = async () =>

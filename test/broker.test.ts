@@ -9,6 +9,7 @@ import {
   BrokerUnavailableError,
   type Delivery,
   type DeliveryHandler,
+  QueueFullError,
 } from '../src/broker/broker.ts';
 import { MemoryBroker } from '../src/broker/memory-broker.ts';
 import { createLogger } from '../src/logger.ts';
@@ -19,29 +20,37 @@ const RUN = `brokertest-${randomUUID().slice(0, 8)}`;
 const RABBIT_PORT = 5672;
 const rabbitUrl = (port: number): string => `amqp://guest:guest@127.0.0.1:${port}`;
 const WAIT_MS = 15_000;
+/** QUEUE_MAX_LENGTH of the brokers under test unless a test sets its own: far above what any test queues. */
+const QUEUE_MAX_LENGTH = 1000;
+
+interface EngineOptions {
+  queueMaxLength: number;
+  rpcTimeoutMs: number;
+}
 
 interface Engine {
   name: string;
-  create(gatewayId: string, port: number): Broker;
+  create(gatewayId: string, port: number, options: EngineOptions): Broker;
   /** Remove what brokers of this engine left behind on the server. */
   purge(gatewayIds: string[], queues: string[]): Promise<void>;
 }
 
 const memoryEngine: Engine = {
   name: 'memory',
-  create: () => new MemoryBroker(),
+  create: (_id, _port, options) => new MemoryBroker(options),
   purge: async () => {},
 };
 
 const amqpEngine: Engine = {
   name: 'amqp',
-  create: (gatewayId, port) =>
+  create: (gatewayId, port, options) =>
     new AmqpBroker({
       url: rabbitUrl(port),
       gatewayId,
       prefetch: 100,
       queueExpiresMs: 60_000,
       log: createLogger(process.env.TEST_LOG_LEVEL ?? 'silent'),
+      ...options,
     }),
   purge: async (gatewayIds, queues) => {
     await withRabbit(async (conn) => {
@@ -94,10 +103,13 @@ function fixture(engine: Engine) {
 
   return {
     /** A started broker recording its topic deliveries. */
-    async gateway(options: { port?: number; autoAck?: boolean } = {}): Promise<Gateway> {
+    async gateway(options: { port?: number; autoAck?: boolean } & Partial<EngineOptions> = {}): Promise<Gateway> {
       const id = `${RUN}-${++n}`;
       gatewayIds.push(id);
-      const broker = engine.create(id, options.port ?? RABBIT_PORT);
+      const broker = engine.create(id, options.port ?? RABBIT_PORT, {
+        queueMaxLength: options.queueMaxLength ?? QUEUE_MAX_LENGTH,
+        rpcTimeoutMs: options.rpcTimeoutMs ?? 5_000,
+      });
       brokers.push(broker);
       const topic = recorder(options.autoAck ?? true);
       await broker.start(topic.handler);
@@ -362,6 +374,37 @@ describe.each([memoryEngine, amqpEngine])('Broker contract: $name', (engine) => 
     await expectQueueEmpty(g.broker, q);
   });
 
+  it('bounds a queue: a send to a full queue is refused and dropped; handed-out messages do not count, given-back ones return', async () => {
+    const g = await f.gateway({ queueMaxLength: 3 });
+    const q = f.queue();
+    for (const m of ['a', 'b', 'c']) await g.broker.sendToQueue(q, message(m));
+    await expect(g.broker.sendToQueue(q, message('refused-1'))).rejects.toBeInstanceOf(QueueFullError);
+
+    const first = recorder(false);
+    const consumer = await g.broker.consume(q, 1, first.handler);
+    await until(() => first.got.length === 1, 'the first delivery');
+    // 'a' is handed out and unsettled: two ready, room for one more.
+    await g.broker.sendToQueue(q, message('d'));
+    await expect(g.broker.sendToQueue(q, message('refused-2'))).rejects.toBeInstanceOf(QueueFullError);
+    // Given back to a full queue, 'a' still returns to its place: four ready now.
+    await consumer.cancel();
+    await expect(g.broker.sendToQueue(q, message('refused-3'))).rejects.toBeInstanceOf(QueueFullError);
+
+    const all = recorder(true);
+    await g.broker.consume(q, 10, all.handler);
+    await until(() => all.got.length === 4, 'the four queued messages');
+    await g.broker.sendToQueue(q, message('end'));
+    await until(() => all.got.length === 5, 'the end marker');
+    expect(flagged(first.got)).toEqual([['a', false]]);
+    expect(flagged(all.got)).toEqual([
+      ['a', true],
+      ['b', false],
+      ['c', false],
+      ['d', false],
+      ['end', false],
+    ]);
+  });
+
   it('refuses work after close()', async () => {
     const g = await f.gateway();
     const q = f.queue();
@@ -371,6 +414,75 @@ describe.each([memoryEngine, amqpEngine])('Broker contract: $name', (engine) => 
     );
     await expect(g.broker.sendToQueue(q, message('x'))).rejects.toBeInstanceOf(BrokerUnavailableError);
     await expect(g.broker.consume(q, 1, () => {})).rejects.toBeInstanceOf(BrokerUnavailableError);
+  });
+});
+
+describe('AmqpBroker against names and queues it cannot use as asked', () => {
+  const f = fixture(amqpEngine);
+  afterEach(() => f.cleanup());
+
+  it('uses a queue that exists with other arguments as it is', async () => {
+    const q = f.queue();
+    // Declared by someone else (an older gateway, RabbitMQ Web-STOMP, an operator) with its own bound.
+    await withRabbit(async (conn) => {
+      const ch = await conn.createChannel();
+      await ch.assertQueue(q, { durable: true, maxLength: 50 });
+      await ch.close();
+    });
+    const g = await f.gateway({ queueMaxLength: 3 });
+    const sent = ['m1', 'm2', 'm3', 'm4', 'm5'];
+    for (const m of sent) await settledWithin(g.broker.sendToQueue(q, message(m)), 5_000);
+    const c = recorder(true);
+    await settledWithin(g.broker.consume(q, 10, c.handler), 5_000);
+    await until(() => c.got.length === 5, 'five deliveries');
+    expect(texts(c.got)).toEqual(sent);
+  });
+
+  it('declares a queue that exists with other arguments without failing other declarations in flight', async () => {
+    const existing = f.queue();
+    await withRabbit(async (conn) => {
+      const ch = await conn.createChannel();
+      await ch.assertQueue(existing, { durable: true, maxLength: 50 });
+      await ch.close();
+    });
+    const g = await f.gateway();
+    const ns = f.namespace();
+    const c = recorder(true);
+    // Issued together: RabbitMQ's refusal of the first declaration must not take the others down with it.
+    const results = await Promise.allSettled([
+      g.broker.sendToQueue(existing, message('to the existing queue')),
+      g.broker.bind('chat', `${ns}.x`),
+      g.broker.consume(f.queue(), 10, c.handler),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+  });
+
+  it('refuses a name over 255 bytes and a prefetch over 65535, and every later operation still completes', async () => {
+    const g = await f.gateway();
+    const health: BrokerHealth[] = [];
+    g.broker.onHealth((h) => health.push(h));
+    const q = f.queue();
+    const ns = f.namespace();
+    const c = recorder(true);
+    // One consumer already on the shared consumer channel: it must survive the failures beside it.
+    await g.broker.consume(q, 10, c.handler);
+
+    await expect(settledWithin(g.broker.consume('q'.repeat(300), 1, () => {}), 5_000)).rejects.toBeInstanceOf(BrokerUnavailableError);
+    await expect(settledWithin(g.broker.bind('relay', 'k'.repeat(300)), 5_000)).rejects.toBeInstanceOf(BrokerUnavailableError);
+    await expect(settledWithin(g.broker.consume(f.queue(), 70_000, () => {}), 5_000)).rejects.toBeInstanceOf(BrokerUnavailableError);
+
+    await settledWithin(g.broker.bind('relay', `${ns}.after`), 5_000);
+    await settledWithin(g.broker.publish('relay', `${ns}.after`, message('topic-after')), 5_000);
+    const other = recorder(true);
+    const q2 = f.queue();
+    await settledWithin(g.broker.consume(q2, 10, other.handler), 5_000);
+    await settledWithin(g.broker.sendToQueue(q2, message('q2-after')), 5_000);
+    await settledWithin(g.broker.sendToQueue(q, message('q-after')), 5_000);
+    await until(() => g.topic.got.length === 1 && other.got.length === 1 && c.got.length === 1, 'the deliveries after the refusals');
+    expect(texts(g.topic.got)).toEqual(['topic-after']);
+    expect(texts(other.got)).toEqual(['q2-after']);
+    expect(texts(c.got)).toEqual(['q-after']);
+    expect(health).toEqual([]);
   });
 });
 
@@ -504,6 +616,24 @@ describe('AmqpBroker through a failing network', () => {
       ['relay', 'plain'],
       ['chat', 'end'],
     ]);
+  });
+
+  it('gives up on an operation RabbitMQ does not answer, reports down, and replaces the link', async () => {
+    const g = await f.gateway({ port: proxy.port, rpcTimeoutMs: 500 });
+    const health: BrokerHealth[] = [];
+    g.broker.onHealth((h) => health.push(h));
+    const ns = f.namespace();
+    proxy.silence();
+    // Without a bound this waits for the heart-beat to give up on the connection (twice 10 s).
+    await expect(settledWithin(g.broker.bind('chat', `${ns}.silent`), 5_000)).rejects.toBeInstanceOf(BrokerUnavailableError);
+    expect(health).toEqual(['down']);
+    await until(() => g.broker.health() === 'up', 'health up');
+
+    await g.broker.bind('chat', `${ns}.after`);
+    await g.broker.publish('chat', `${ns}.after`, message('after'));
+    await until(() => g.topic.got.length === 1, 'the delivery after the new link');
+    expect(texts(g.topic.got)).toEqual(['after']);
+    expect(health).toEqual(['down', 'up']);
   });
 
   it('closes promptly during an outage and refuses work afterwards', async () => {

@@ -64,7 +64,7 @@ describe('the outbox across two gateways', () => {
     topic = `/topic/rooms.${roomId}`;
     expect((await api(gatewayB.url, 'POST', `/api/rooms/${roomId}/join`, undefined, bob.accessToken)).status).toBe(204);
     // Counts every publish of the room's events on RabbitMQ, whoever made it.
-    observer = new AmqpBroker({ url: 'amqp://guest:guest@127.0.0.1:5672', gatewayId: `outbox-observer-${process.pid}-${Date.now()}`, prefetch: 100, queueExpiresMs: 10_000, log });
+    observer = new AmqpBroker({ url: 'amqp://guest:guest@127.0.0.1:5672', gatewayId: `outbox-observer-${process.pid}-${Date.now()}`, prefetch: 100, queueExpiresMs: 10_000, queueMaxLength: 1000, rpcTimeoutMs: 5_000, log });
     await observer.start((d) => {
       published.push(d.message);
       d.ack();

@@ -158,7 +158,7 @@ async function observe(broker: Broker, publisher: Broker): Promise<Observer> {
 }
 
 const amqp = (name: string) =>
-  new AmqpBroker({ url: 'amqp://guest:guest@127.0.0.1:5672', gatewayId: `${RUN}-${name}`, prefetch: 100, queueExpiresMs: 10_000, log });
+  new AmqpBroker({ url: 'amqp://guest:guest@127.0.0.1:5672', gatewayId: `${RUN}-${name}`, prefetch: 100, queueExpiresMs: 10_000, queueMaxLength: 1000, rpcTimeoutMs: 5_000, log });
 
 const SETUPS: Setup[] = [
   {
@@ -170,7 +170,7 @@ const SETUPS: Setup[] = [
       return { db, remove: () => rm(dataDir, { recursive: true, force: true }) };
     },
     brokers: async () => {
-      const broker = new MemoryBroker();
+      const broker = new MemoryBroker({ queueMaxLength: 1000 });
       return { a: broker, b: broker, observer: await observe(broker, broker) };
     },
     lock: (key) => new MemorySweepLock({ key, ttlMs: 30_000 }),

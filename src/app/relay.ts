@@ -1,14 +1,28 @@
-import type { Broker, BrokerMessage, Delivery, QueueConsumer } from '../broker/broker.ts';
+import type { AuditLog } from '../audit.ts';
+import { type Broker, type BrokerMessage, type Delivery, type QueueConsumer, QueueFullError } from '../broker/broker.ts';
 import { originOf } from '../broker/messages.ts';
+import { AMQP_NAME_MAX_BYTES, refuseRelayName, type TopicBounds } from '../contract/destinations.ts';
 import { ChatError } from '../contract/errors.ts';
 import type { Fanout, FanoutTarget } from '../delivery/fanout.ts';
 import { copyFor, deliveryKey } from '../delivery/copy.ts';
 import type { OutboundCopy, OutboundInterceptor } from '../delivery/interceptor.ts';
+import type { LimitName, Metrics } from '../metrics.ts';
 import type { Frame } from '../stomp/frame.ts';
 import type { StompSession, Subscription } from '../stomp/session.ts';
 
 /** Headers that steer the STOMP frame itself and are not passed on to subscribers. */
 const FRAME_HEADERS = new Set(['destination', 'receipt', 'transaction', 'content-length', 'client-request-code', 'sender-session', 'sender-seq', 'seq']);
+
+/** AMQP's basic.qos prefetch-count is an unsigned 16-bit number. */
+const PREFETCH_MAX = 65_535;
+
+export interface RelayOptions {
+  /** prefetch-count of a /queue subscription that names none. */
+  defaultPrefetch: number;
+  topicBounds: TopicBounds;
+  /** QUEUE_MAX_LENGTH, named in the error a SEND to a full queue gets. */
+  queueMaxLength: number;
+}
 
 interface Unacked {
   delivery: Delivery;
@@ -40,22 +54,33 @@ export class Relay {
     private readonly broker: Broker,
     private readonly fanout: Fanout,
     private readonly interceptor: OutboundInterceptor,
-    private readonly defaultPrefetch: number,
+    private readonly options: RelayOptions,
+    private readonly metrics: Metrics,
+    private readonly audit: AuditLog,
   ) {}
 
   async send(session: StompSession, frame: Frame, kind: 'topic' | 'queue', name: string): Promise<void> {
+    this.checkName(session, kind, name);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(frame.headers)) if (!FRAME_HEADERS.has(k)) headers[k] = v;
+    // Header names travel as AMQP short strings too.
+    if (Object.keys(headers).some((k) => Buffer.byteLength(k, 'utf8') > AMQP_NAME_MAX_BYTES)) this.refuse(session, 'amqp_name', `a header name is over AMQP's ${AMQP_NAME_MAX_BYTES} bytes`);
     headers.destination = `/${kind}/${name}`;
     headers['sender-session'] = session.id;
     headers['sender-seq'] = String(session.nextSenderSeq());
     const message: BrokerMessage = { headers, body: frame.body };
-    if (kind === 'topic') await this.broker.publish('relay', name, message);
-    else await this.broker.sendToQueue(name, message);
+    if (kind === 'topic') return this.broker.publish('relay', name, message);
+    try {
+      await this.broker.sendToQueue(name, message);
+    } catch (err) {
+      if (!(err instanceof QueueFullError)) throw err;
+      this.refuse(session, 'queue_length', `queue ${name} is full (${this.options.queueMaxLength} messages waiting); retry once its consumers catch up`, 'RATE_LIMITED');
+    }
   }
 
   /** Subscribe to a topic pattern; returns the cleanup to run on UNSUBSCRIBE or disconnect. */
   async subscribeTopic(session: StompSession, sub: Subscription, pattern: string): Promise<() => Promise<void>> {
+    this.checkName(session, 'topic', pattern);
     const target: FanoutTarget = {
       offer(m) {
         // Web-STOMP flags every MESSAGE; a topic copy is written at most once, so never as a redelivery.
@@ -74,8 +99,11 @@ export class Relay {
   }
 
   async subscribeQueue(session: StompSession, sub: Subscription, name: string): Promise<() => Promise<void>> {
-    const prefetch = Number(sub.headers['prefetch-count'] ?? this.defaultPrefetch);
-    if (!Number.isInteger(prefetch) || prefetch < 1) throw new ChatError('BAD_REQUEST', 'prefetch-count must be a positive integer');
+    this.checkName(session, 'queue', name);
+    const prefetch = Number(sub.headers['prefetch-count'] ?? this.options.defaultPrefetch);
+    if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > PREFETCH_MAX) {
+      this.refuse(session, 'prefetch', `prefetch-count must be an integer from 1 to ${PREFETCH_MAX}`);
+    }
     const state: QueueSubscription = { sub, consumer: undefined!, unacked: new Map(), byKey: new Map(), nacked: new Set() };
     state.consumer = await this.broker.consume(name, prefetch, (d) => this.onQueueDelivery(session, sub, state, d));
     let subs = this.queueSubs.get(session);
@@ -114,6 +142,18 @@ export class Relay {
     } else {
       settle(id, state.unacked.get(id)!);
     }
+  }
+
+  /** Names that could wedge or overload the broker never reach it. */
+  private checkName(session: StompSession, kind: 'topic' | 'queue', name: string): void {
+    const refusal = refuseRelayName(kind, name, this.options.topicBounds);
+    if (refusal) this.refuse(session, refusal.limit, refusal.message);
+  }
+
+  private refuse(session: StompSession, limit: LimitName, message: string, code: 'BAD_REQUEST' | 'RATE_LIMITED' = 'BAD_REQUEST'): never {
+    this.metrics.refused(limit);
+    this.audit.record('limit_refused', { session: session.id, user: session.userId, limit, reason: message });
+    throw new ChatError(code, message);
   }
 
   private onQueueDelivery(session: StompSession, sub: Subscription, state: QueueSubscription, d: Delivery): void {

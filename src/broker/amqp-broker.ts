@@ -1,13 +1,5 @@
 import type { EventEmitter } from 'node:events';
-import {
-  type Channel,
-  type ChannelModel,
-  type ConfirmChannel,
-  type ConsumeMessage,
-  connect,
-  IllegalOperationError,
-  type Options,
-} from 'amqplib';
+import { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, connect, IllegalOperationError, type Options } from 'amqplib';
 import type { Logger } from '../logger.ts';
 import {
   type Broker,
@@ -18,7 +10,10 @@ import {
   type DeliveryHandler,
   type Exchange,
   type QueueConsumer,
+  QueueFullError,
 } from './broker.ts';
+import { settleQuietly, toDelivery, toPublishOptions } from './amqp-messages.ts';
+import { closeQuietly, isPreconditionFailed, RpcTimeoutError, within } from './amqp-rpc.ts';
 
 export interface AmqpBrokerOptions {
   /** amqp:// URL; a `heartbeat` query parameter is added when absent, so a silent peer is noticed. */
@@ -32,6 +27,10 @@ export interface AmqpBrokerOptions {
   log: Logger;
   /** Longest wait for a publisher confirm; close() waits at most this long for confirms in flight. */
   confirmTimeoutMs?: number;
+  /** Named queues are declared with `x-max-length` this, `x-overflow: reject-publish` (see broker.ts). */
+  queueMaxLength: number;
+  /** Longest wait for the answer to a channel operation; past it the link is replaced. */
+  rpcTimeoutMs: number;
 }
 
 const EXCHANGE_NAMES: Record<Exchange, string> = { chat: 'chat.events', relay: 'amq.topic' };
@@ -39,7 +38,7 @@ const EXCHANGE_OF_NAME = new Map<string, Exchange>([
   ['chat.events', 'chat'],
   ['amq.topic', 'relay'],
 ]);
-/** Named queues as RabbitMQ Web-STOMP declares `/queue/x`, so both see the same queue. */
+/** Named queues as RabbitMQ Web-STOMP declares `/queue/x`, so both see the same queue (the length bound is added per broker). */
 const NAMED_QUEUE: Options.AssertQueue = { durable: true, exclusive: false, autoDelete: false };
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 5_000;
@@ -62,7 +61,7 @@ class Link {
   /** Consumes the gateway's topic queue. */
   topic!: Channel;
   topicTag = '';
-  /** Declarations and bindings: a failing declaration closes only this channel, which is reopened on demand. */
+  /** The gateway queue's declarations and bindings: a failing one closes only this channel, which is reopened on demand. */
   admin: Promise<Channel> | null = null;
   readonly slots: Slot[] = [];
   /** Named queues declared on this connection, so each is declared once per connection. */
@@ -103,6 +102,8 @@ export class AmqpBroker implements Broker {
   private readonly prefetch: number;
   private readonly queueExpiresMs: number;
   private readonly confirmTimeoutMs: number;
+  private readonly rpcTimeoutMs: number;
+  private readonly namedQueue: Options.AssertQueue;
   private readonly log: Logger;
 
   /** Set only while fully established. */
@@ -130,6 +131,8 @@ export class AmqpBroker implements Broker {
     this.prefetch = options.prefetch;
     this.queueExpiresMs = options.queueExpiresMs;
     this.confirmTimeoutMs = options.confirmTimeoutMs ?? DEFAULT_CONFIRM_TIMEOUT_MS;
+    this.rpcTimeoutMs = options.rpcTimeoutMs;
+    this.namedQueue = { ...NAMED_QUEUE, maxLength: options.queueMaxLength, arguments: { 'x-overflow': 'reject-publish' } };
     this.log = options.log;
   }
 
@@ -149,8 +152,10 @@ export class AmqpBroker implements Broker {
   async publish(exchange: Exchange, routingKey: string, message: BrokerMessage): Promise<void> {
     const link = this.usableLink();
     const options = toPublishOptions(message.headers);
-    return this.confirmed(link, (done) =>
-      link.confirm.publish(EXCHANGE_NAMES[exchange], routingKey, message.body, options, done),
+    return this.confirmed(
+      link,
+      (done) => link.confirm.publish(EXCHANGE_NAMES[exchange], routingKey, message.body, options, done),
+      () => new BrokerUnavailableError('publish refused by the broker'),
     );
   }
 
@@ -158,7 +163,12 @@ export class AmqpBroker implements Broker {
     const link = this.usableLink();
     await this.declareQueue(link, queue);
     const options = toPublishOptions(message.headers);
-    return this.confirmed(link, (done) => link.confirm.sendToQueue(queue, message.body, options, done));
+    // With reject-publish, a full queue is what makes RabbitMQ nack a send.
+    return this.confirmed(
+      link,
+      (done) => link.confirm.sendToQueue(queue, message.body, options, done),
+      () => new QueueFullError(queue),
+    );
   }
 
   /**
@@ -176,7 +186,7 @@ export class AmqpBroker implements Broker {
       return;
     }
     try {
-      await this.withAdmin(link, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
+      await this.withAdmin(link, `binding ${pattern}`, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
     } catch (err) {
       // The binding may have reached the broker before the failure; remove it later.
       this.staleBindings[exchange].add(pattern);
@@ -227,10 +237,10 @@ export class AmqpBroker implements Broker {
     this.link = null;
     if (link) {
       // Stop deliveries first; what is unsettled goes back to the queues when the connection closes.
-      const cancels: Promise<unknown>[] = [link.topic.cancel(link.topicTag)];
+      const cancels: Promise<unknown>[] = [within(link.topic.cancel(link.topicTag), this.rpcTimeoutMs, 'cancel')];
       for (const consumer of this.consumers) {
         const att = consumer.attachment;
-        if (att) cancels.push(att.channel.cancel(att.tag));
+        if (att) cancels.push(within(att.channel.cancel(att.tag), this.rpcTimeoutMs, 'cancel'));
       }
       await Promise.allSettled(cancels);
       // Each confirm wait is bounded by confirmTimeoutMs.
@@ -260,30 +270,34 @@ export class AmqpBroker implements Broker {
     conn.on('blocked', (reason: string) => this.log.warn({ reason }, 'RabbitMQ blocked publishing'));
     conn.on('unblocked', () => this.log.info('RabbitMQ unblocked publishing'));
     try {
-      link.confirm = await conn.createConfirmChannel();
+      link.confirm = await within(conn.createConfirmChannel(), this.rpcTimeoutMs, 'opening the confirm channel');
       this.watch(link, link.confirm, 'confirm channel', () => this.lose(link, 'confirm channel closed'));
-      link.topic = await conn.createChannel();
+      link.topic = await within(conn.createChannel(), this.rpcTimeoutMs, 'opening the topic channel');
       this.watch(link, link.topic, 'topic channel', () => this.lose(link, 'topic channel closed'));
 
-      await this.withAdmin(link, async (ch) => {
-        await ch.assertExchange(EXCHANGE_NAMES.chat, 'topic', { durable: true });
-        if (firstStart) await ch.deleteQueue(this.gatewayQueue);
-        await ch.assertQueue(this.gatewayQueue, {
+      await this.withAdmin(link, 'declaring the chat exchange', (ch) => ch.assertExchange(EXCHANGE_NAMES.chat, 'topic', { durable: true }));
+      if (firstStart) await this.withAdmin(link, 'deleting the old gateway queue', (ch) => ch.deleteQueue(this.gatewayQueue));
+      await this.withAdmin(link, 'declaring the gateway queue', (ch) =>
+        ch.assertQueue(this.gatewayQueue, {
           durable: true,
           exclusive: false,
           autoDelete: false,
           expires: this.queueExpiresMs,
-        });
-        for (const exchange of ['chat', 'relay'] as const) {
-          for (const pattern of this.bindings[exchange]) {
-            this.unrestored[exchange].delete(pattern);
-            await ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern);
-          }
+        }),
+      );
+      for (const exchange of ['chat', 'relay'] as const) {
+        for (const pattern of this.bindings[exchange]) {
+          this.unrestored[exchange].delete(pattern);
+          await this.withAdmin(link, `binding ${pattern}`, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
         }
-      });
+      }
       await this.removeStaleBindings(link);
-      await link.topic.prefetch(this.prefetch);
-      const { consumerTag } = await link.topic.consume(this.gatewayQueue, (msg) => this.onTopicMessage(link, msg));
+      const { consumerTag } = await this.rpc(
+        link,
+        'consuming the gateway queue',
+        () => Promise.all([link.topic.prefetch(this.prefetch), link.topic.consume(this.gatewayQueue, (msg) => this.onTopicMessage(link, msg))]).then(([, ok]) => ok),
+        () => this.lose(link, 'the topic channel failed'),
+      );
       link.topicTag = consumerTag;
       await Promise.all([...this.consumers].map((consumer) => this.reattach(link, consumer)));
       // Binds that arrived while the restore was running; none can slip in between this and 'up' below.
@@ -313,7 +327,7 @@ export class AmqpBroker implements Broker {
       const pending = this.unrestored[exchange];
       for (let pattern = first(pending); pattern !== undefined && link.alive; pattern = first(pending)) {
         if (this.bindings[exchange].has(pattern)) {
-          await this.withAdmin(link, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
+          await this.withAdmin(link, `binding ${pattern}`, (ch) => ch.bindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
         }
         pending.delete(pattern);
       }
@@ -333,7 +347,7 @@ export class AmqpBroker implements Broker {
 
   private async unbindNow(link: Link, exchange: Exchange, pattern: string): Promise<boolean> {
     try {
-      await this.withAdmin(link, (ch) => ch.unbindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
+      await this.withAdmin(link, `unbinding ${pattern}`, (ch) => ch.unbindQueue(this.gatewayQueue, EXCHANGE_NAMES[exchange], pattern));
       return true;
     } catch (err) {
       if (!this.bindings[exchange].has(pattern)) this.staleBindings[exchange].add(pattern);
@@ -420,8 +434,8 @@ export class AmqpBroker implements Broker {
 
   // --- publishing ---
 
-  /** Send one message and wait, bounded, for the broker's confirm. */
-  private confirmed(link: Link, send: (done: (err: unknown) => void) => void): Promise<void> {
+  /** Send one message and wait, bounded, for the broker's confirm; a nack rejects with `nacked()`. */
+  private confirmed(link: Link, send: (done: (err: unknown) => void) => void, nacked: () => Error): Promise<void> {
     const confirm = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new BrokerUnavailableError(`no publisher confirm within ${this.confirmTimeoutMs} ms`)),
@@ -430,13 +444,19 @@ export class AmqpBroker implements Broker {
       try {
         send((err) => {
           clearTimeout(timer);
-          if (err) reject(new BrokerUnavailableError(`publish not confirmed: ${describe(err)}`));
+          // amqplib's only way of telling a nack from a closed channel.
+          if (err instanceof Error && err.message === 'message nacked') reject(nacked());
+          else if (err) reject(new BrokerUnavailableError(`publish not confirmed: ${describe(err)}`));
           else resolve();
         });
       } catch (err) {
         clearTimeout(timer);
-        // A closed channel throws; anything else (an oversized header table) is the caller's error.
-        reject(err instanceof IllegalOperationError ? new BrokerUnavailableError(`publish failed: ${err.message}`) : err);
+        if (!(err instanceof IllegalOperationError)) {
+          // amqplib took a confirm slot before it failed to encode the message (a name over 255 bytes): every later
+          // confirm on this channel would settle the wrong send. Only a new channel is right again.
+          this.lose(link, `a publish could not be encoded: ${describe(err)}`);
+        }
+        reject(new BrokerUnavailableError(`publish failed: ${describe(err)}`));
       }
     });
     this.confirmsInFlight.add(confirm);
@@ -450,7 +470,11 @@ export class AmqpBroker implements Broker {
   private declareQueue(link: Link, queue: string): Promise<unknown> {
     let declared = link.declared.get(queue);
     if (!declared) {
-      declared = this.withAdmin(link, (ch) => ch.assertQueue(queue, NAMED_QUEUE));
+      declared = this.onOwnChannel(link, `declaring ${queue}`, (ch) => ch.assertQueue(queue, this.namedQueue)).catch((err: unknown) => {
+        if (!isPreconditionFailed(err)) throw err;
+        // Declared before with other arguments (an older gateway, RabbitMQ Web-STOMP, an operator): use it as it is.
+        return this.onOwnChannel(link, `checking ${queue}`, (ch) => ch.checkQueue(queue));
+      });
       link.declared.set(queue, declared);
       const attempt = declared;
       attempt.catch(() => {
@@ -460,10 +484,30 @@ export class AmqpBroker implements Broker {
     return declared;
   }
 
-  /** Run declarations on the admin channel, reopening it if an earlier declaration closed it. */
-  private async withAdmin<T>(link: Link, work: (admin: Channel) => Promise<T>): Promise<T> {
+  /**
+   * Run one declaration of a client-named queue on a channel of its own, closed after. Such a queue may exist with
+   * other arguments, and RabbitMQ answers that by closing the channel: on the shared admin channel that would fail
+   * every other declaration in flight, other clients' included.
+   */
+  private async onOwnChannel<T>(link: Link, what: string, rpc: (channel: Channel) => Promise<T>): Promise<T> {
+    const channel = await this.rpc(link, what, () => link.conn.createChannel(), () => {});
+    // RabbitMQ's refusal closes the channel with an error event; the RPC below reports it to the caller.
+    channel.on('error', (err: Error) => this.log.debug({ err }, 'AMQP declaration channel error'));
+    try {
+      return await this.rpc(link, what, () => rpc(channel), () => {});
+    } finally {
+      closeQuietly(channel);
+    }
+  }
+
+  /**
+   * Run one declaration (one RPC) on the admin channel, reopening it if an earlier one closed it. A failed
+   * declaration discards the channel: RabbitMQ closes it on a refusal, and amqplib keeps waiting forever on one
+   * it could not encode.
+   */
+  private async withAdmin<T>(link: Link, what: string, rpc: (admin: Channel) => Promise<T>): Promise<T> {
     if (!link.admin) {
-      const opening = link.conn.createChannel().then((ch) => {
+      const opening = within(link.conn.createChannel(), this.rpcTimeoutMs, 'opening the admin channel').then((ch) => {
         ch.on('error', (err: Error) => this.log.warn({ err }, 'AMQP admin channel error'));
         ch.on('close', () => {
           if (link.admin === opening) link.admin = null;
@@ -475,10 +519,27 @@ export class AmqpBroker implements Broker {
         if (link.admin === opening) link.admin = null;
       });
     }
+    const opening = link.admin;
+    const admin = await this.rpc(link, what, () => opening, () => {});
+    return this.rpc(link, what, () => rpc(admin), () => {
+      if (link.admin === opening) link.admin = null;
+      closeQuietly(admin);
+    });
+  }
+
+  /**
+   * One channel operation, bounded by rpcTimeoutMs. No answer in time means the link is not usable: it is replaced
+   * (health goes down meanwhile). Any other failure may leave amqplib's channel waiting for a reply that never
+   * comes, so `discard` closes that channel. Either way the caller gets a BrokerUnavailableError.
+   */
+  private async rpc<T>(link: Link, what: string, work: () => Promise<T>, discard: () => void): Promise<T> {
     try {
-      return await work(await link.admin);
+      return await within(work(), this.rpcTimeoutMs, what);
     } catch (err) {
-      throw err instanceof BrokerUnavailableError ? err : new BrokerUnavailableError(describe(err));
+      if (err instanceof RpcTimeoutError) this.lose(link, err.message);
+      else discard();
+      if (err instanceof BrokerUnavailableError) throw err;
+      throw Object.assign(new BrokerUnavailableError(`${what}: ${describe(err)}`), { cause: err });
     }
   }
 
@@ -532,15 +593,22 @@ export class AmqpBroker implements Broker {
     let att: Attachment;
     try {
       await this.declareQueue(link, consumer.queue);
-      const channel = await slot.channel;
+      const channel = await this.rpc(link, 'opening a consumer channel', () => slot.channel, () => {});
       att = { link, slot, channel, tag: '', unsettled: new Set() };
       const attachment = att;
       // RabbitMQ applies a non-global qos to the consumers started after it on the channel. amqplib sends a
       // channel's RPCs in call order, and these two are issued together, so no other qos can come between.
-      const [, ok] = await Promise.all([
-        channel.prefetch(consumer.prefetch),
-        channel.consume(consumer.queue, (msg) => this.onQueueMessage(consumer, attachment, msg)),
-      ]);
+      const [, ok] = await this.rpc(
+        link,
+        `consuming ${consumer.queue}`,
+        () =>
+          Promise.all([
+            channel.prefetch(consumer.prefetch),
+            channel.consume(consumer.queue, (msg) => this.onQueueMessage(consumer, attachment, msg)),
+          ]),
+        // Its other consumers move to other channels when it closes.
+        () => closeQuietly(channel),
+      );
       att.tag = ok.consumerTag;
     } catch (err) {
       slot.consumers--;
@@ -605,7 +673,7 @@ export class AmqpBroker implements Broker {
   private async detach(att: Attachment): Promise<void> {
     att.slot.consumers--;
     try {
-      await att.channel.cancel(att.tag);
+      await this.rpc(att.link, 'cancelling a consumer', () => att.channel.cancel(att.tag), () => closeQuietly(att.channel));
     } catch {
       // The channel is gone, and with it the consumer; the broker has requeued its deliveries.
       return;
@@ -622,70 +690,6 @@ function removeSlot(link: Link, slot: Slot): void {
 
 function first<T>(set: Set<T>): T | undefined {
   return set.values().next().value;
-}
-
-/** Build a Delivery whose settlement is idempotent and a no-op once its channel is gone. */
-function toDelivery(
-  channel: Channel,
-  msg: ConsumeMessage,
-  exchange: Exchange | 'queue',
-  routingKey: string,
-  unsettled?: Set<ConsumeMessage>,
-): Delivery {
-  unsettled?.add(msg);
-  let settled = false;
-  const settle = (send: () => void): void => {
-    if (settled) return;
-    settled = true;
-    // Already handed back by a cancel: settling it again would settle someone else's copy.
-    if (unsettled && !unsettled.delete(msg)) return;
-    settleQuietly(send);
-  };
-  return {
-    message: fromAmqp(msg),
-    exchange,
-    routingKey,
-    redelivered: msg.fields.redelivered,
-    ack: () => settle(() => channel.ack(msg)),
-    nack: (requeue = true) => settle(() => channel.nack(msg, false, requeue)),
-  };
-}
-
-/** Ack or nack; on a closed channel this throws, and there is nothing to do: the broker redelivers it. */
-function settleQuietly(send: () => void): void {
-  try {
-    send();
-  } catch (err) {
-    if (!(err instanceof IllegalOperationError)) throw err;
-  }
-}
-
-/** STOMP headers to AMQP properties, as Web-STOMP maps them. */
-function toPublishOptions(headers: Record<string, string>): Options.Publish {
-  const { 'content-type': contentType, persistent, ...rest } = headers;
-  const options: Options.Publish = { headers: rest };
-  if (contentType !== undefined) options.contentType = contentType;
-  if (persistent === 'true') options.deliveryMode = 2;
-  return options;
-}
-
-function fromAmqp(msg: ConsumeMessage): BrokerMessage {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(msg.properties.headers ?? {})) {
-    const text = headerText(value);
-    if (text !== undefined) headers[name] = text;
-  }
-  if (msg.properties.contentType) headers['content-type'] = String(msg.properties.contentType);
-  if (msg.properties.deliveryMode === 2) headers.persistent = 'true';
-  return { headers, body: msg.content };
-}
-
-/** AMQP header values from other clients may be any table type; tables and arrays (x-death...) are not STOMP headers. */
-function headerText(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
-  if (Buffer.isBuffer(value)) return value.toString('utf8');
-  return undefined;
 }
 
 function describe(err: unknown): string {

@@ -7,7 +7,16 @@ import { ChatError } from '../contract/errors.ts';
  * Two exchanges exist, so that plain STOMP clients can never bind into chat traffic:
  * - `chat`:  room and user events, routing keys `rooms.{roomId}`, `users.{userId}`;
  * - `relay`: plain `/topic/{name}` destinations (RabbitMQ's `amq.topic`).
- * Topic routing keys follow AMQP topic rules: `*` one word, `#` zero or more words.
+ * Topic routing keys follow AMQP topic rules: `*` one word, `#` zero or more words (`topic-match.ts`).
+ * Engines trust their callers with names: topic patterns and keys bounded in words and `#` words, AMQP names of at
+ * most 255 bytes, no `amq.` queues, prefetch 1..65535 (the app edge checks what clients send, see
+ * `contract/destinations.ts`).
+ *
+ * Named queues are bounded: each holds at most `queueMaxLength` ready messages (deliveries handed out and not yet
+ * settled do not count, as with RabbitMQ's `x-max-length`). A send to a full queue is refused with QueueFullError
+ * and nothing is enqueued (RabbitMQ's `x-overflow: reject-publish`), so the sender learns of it. A message a
+ * consumer gives back (nack, cancel, lost channel) always returns to its queue, even past the bound. A queue that
+ * already exists in RabbitMQ with other arguments is used as it is, with its own bound or none.
  */
 
 export type Exchange = 'chat' | 'relay';
@@ -56,7 +65,7 @@ export interface Broker {
   bind(exchange: Exchange, pattern: string): Promise<void>;
   unbind(exchange: Exchange, pattern: string): Promise<void>;
 
-  /** Send to a named queue (declared durable on first use); resolves once confirmed. */
+  /** Send to a named queue (declared durable, bounded, on first use); resolves once confirmed, rejects with QueueFullError when full. */
   sendToQueue(queue: string, message: BrokerMessage): Promise<void>;
 
   /** Consume a named queue, competing with other consumers, at most `prefetch` unsettled at a time. */
@@ -78,15 +87,10 @@ export class BrokerUnavailableError extends ChatError {
   }
 }
 
-/** AMQP topic matching: `*` matches exactly one word, `#` zero or more. Words are split on `.`. */
-export function topicMatches(pattern: string, routingKey: string): boolean {
-  const p = pattern.split('.');
-  const k = routingKey.split('.');
-  const match = (i: number, j: number): boolean => {
-    if (i === p.length) return j === k.length;
-    if (p[i] === '#') return match(i + 1, j) || (j < k.length && match(i, j + 1));
-    if (j === k.length) return false;
-    return (p[i] === '*' || p[i] === k[j]) && match(i + 1, j + 1);
-  };
-  return match(0, 0);
+/** The named queue holds its most messages: this one was not enqueued. */
+export class QueueFullError extends Error {
+  constructor(readonly queue: string) {
+    super(`queue ${queue} is full`);
+    this.name = 'QueueFullError';
+  }
 }

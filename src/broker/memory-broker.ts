@@ -7,8 +7,9 @@ import {
   type DeliveryHandler,
   type Exchange,
   type QueueConsumer,
-  topicMatches,
+  QueueFullError,
 } from './broker.ts';
+import { topicMatches } from './topic-match.ts';
 
 /** A message waiting in a queue, with where it came from. */
 interface Entry {
@@ -46,9 +47,15 @@ class MemoryQueue {
   private scheduled = false;
   private enqueued = 0;
 
-  enqueue(entry: Omit<Entry, 'position'>): void {
+  /** `maxLength` ready messages at most; requeued ones come back regardless, as in RabbitMQ. */
+  constructor(private readonly maxLength: number) {}
+
+  /** False, and nothing enqueued, when the queue is full. */
+  enqueue(entry: Omit<Entry, 'position'>): boolean {
+    if (this.ready.length >= this.maxLength) return false;
     this.ready.push({ ...entry, position: this.enqueued++ });
     this.schedule();
+    return true;
   }
 
   private requeue(entry: Entry): void {
@@ -133,15 +140,22 @@ class MemoryQueue {
   }
 }
 
+export interface MemoryBrokerOptions {
+  /** Most ready messages a named queue holds (see broker.ts). */
+  queueMaxLength: number;
+}
+
 /** The embedded broker: everything in this process, nothing survives it. Always healthy. */
 export class MemoryBroker implements Broker {
-  /** This gateway's own topic queue; bound patterns route into it, one copy per publish. */
-  private readonly topicQueue = new MemoryQueue();
+  /** This gateway's own topic queue; bound patterns route into it, one copy per publish. Its consumer takes everything at once. */
+  private readonly topicQueue = new MemoryQueue(Infinity);
   private readonly bindings: Record<Exchange, Set<string>> = { chat: new Set(), relay: new Set() };
   private readonly queues = new Map<string, MemoryQueue>();
   private readonly consumers = new Set<{ queue: MemoryQueue; consumer: Consumer }>();
   private started = false;
   private closed = false;
+
+  constructor(private readonly options: MemoryBrokerOptions) {}
 
   async start(onTopicDelivery: DeliveryHandler): Promise<void> {
     this.assertOpen();
@@ -171,7 +185,9 @@ export class MemoryBroker implements Broker {
 
   async sendToQueue(queue: string, message: BrokerMessage): Promise<void> {
     this.assertOpen();
-    this.queue(queue).enqueue({ message, exchange: 'queue', routingKey: queue, redelivered: false });
+    if (!this.queue(queue).enqueue({ message, exchange: 'queue', routingKey: queue, redelivered: false })) {
+      throw new QueueFullError(queue);
+    }
   }
 
   async consume(queue: string, prefetch: number, handler: DeliveryHandler): Promise<QueueConsumer> {
@@ -204,7 +220,7 @@ export class MemoryBroker implements Broker {
   private queue(name: string): MemoryQueue {
     let q = this.queues.get(name);
     if (!q) {
-      q = new MemoryQueue();
+      q = new MemoryQueue(this.options.queueMaxLength);
       this.queues.set(name, q);
     }
     return q;

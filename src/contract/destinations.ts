@@ -56,3 +56,44 @@ export function parseDestination(dest: string, forSubscribe: boolean): Destinati
   }
   return null;
 }
+
+/** AMQP short strings (queue names, routing keys, binding patterns) hold at most 255 bytes. */
+export const AMQP_NAME_MAX_BYTES = 255;
+/** RabbitMQ reserves queue names starting with this; declaring one closes the channel. */
+const AMQP_RESERVED_PREFIX = 'amq.';
+
+/** Bounds on /topic patterns and routing keys, so that matching them stays cheap (here and in RabbitMQ). */
+export interface TopicBounds {
+  maxWords: number;
+  maxHashes: number;
+}
+
+/** Why a relay name is refused, and the limit it is counted under. */
+export interface NameRefusal {
+  limit: 'topic_pattern' | 'amqp_name';
+  message: string;
+}
+
+/**
+ * Check a parsed `/topic` or `/queue` name before it reaches any broker: an AMQP-sized name, no `amq.` queue,
+ * and a topic within `bounds`. `null` when it may go on.
+ */
+export function refuseRelayName(kind: 'topic' | 'queue', name: string, bounds: TopicBounds): NameRefusal | null {
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes > AMQP_NAME_MAX_BYTES) {
+    return { limit: 'amqp_name', message: `/${kind} name is ${bytes} bytes, over AMQP's ${AMQP_NAME_MAX_BYTES}` };
+  }
+  if (kind === 'queue') {
+    if (name.startsWith(AMQP_RESERVED_PREFIX)) return { limit: 'amqp_name', message: `queue names starting with ${AMQP_RESERVED_PREFIX} are reserved` };
+    return null;
+  }
+  const words = name.split('.');
+  if (words.length > bounds.maxWords) {
+    return { limit: 'topic_pattern', message: `topic has ${words.length} words, over ${bounds.maxWords}` };
+  }
+  const hashes = words.filter((w) => w === '#').length;
+  if (hashes > bounds.maxHashes) {
+    return { limit: 'topic_pattern', message: `topic pattern has ${hashes} '#' words, over ${bounds.maxHashes}` };
+  }
+  return null;
+}

@@ -1,4 +1,5 @@
-import { topicMatches, type Broker, type BrokerMessage, type Delivery, type Exchange } from '../broker/broker.ts';
+import type { Broker, BrokerMessage, Delivery, Exchange } from '../broker/broker.ts';
+import { topicMatches } from '../broker/topic-match.ts';
 import type { Logger } from '../logger.ts';
 import type { OutboundCopy, OutboundInterceptor } from './interceptor.ts';
 

@@ -9,6 +9,8 @@ export interface TcpProxy {
   /** Refuse new connections (accept and destroy at once) until resume(); live ones are left alone. */
   pause(): void;
   resume(): void;
+  /** Stop forwarding what the target sends on every live connection, leaving it open: a service gone silent. New connections are not affected. */
+  silence(): void;
   close(): Promise<void>;
 }
 
@@ -59,6 +61,9 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     },
     resume: () => {
       paused = false;
+    },
+    silence: () => {
+      for (const { client, upstream } of pairs) upstream.unpipe(client);
     },
     close: () => {
       dropAll();
