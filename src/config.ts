@@ -35,6 +35,8 @@ const Env = z.object({
   MAX_TRANSACTION_BYTES: z.coerce.number().int().positive().default(2 * 1024 * 1024),
   /** Open WebSockets per gateway; past it upgrades are refused with 503, so the process keeps file descriptors for /healthz. */
   MAX_CONNECTIONS: z.coerce.number().int().positive().default(10_000),
+  /** STOMP sessions one user may have open on one gateway; one more CONNECT gets ERROR. */
+  MAX_CONNECTIONS_PER_USER: z.coerce.number().int().positive().default(32),
   /** A WebSocket that has not had CONNECT accepted by then gets ERROR and is closed. */
   CONNECT_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   /** Outbound bytes a slow consumer may have queued before its session is ended. */

@@ -148,6 +148,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       maxTransactionFrames: config.MAX_TRANSACTION_FRAMES,
       maxTransactionBytes: config.MAX_TRANSACTION_BYTES,
       maxConnections: config.MAX_CONNECTIONS,
+      maxConnectionsPerUser: config.MAX_CONNECTIONS_PER_USER,
       connectTimeoutMs: config.CONNECT_TIMEOUT_MS,
       heartbeatMs: config.HEARTBEAT_MS,
       heartbeatMinMs: config.HEARTBEAT_MIN_MS,

@@ -7,6 +7,7 @@ import { Metrics } from '../src/metrics.ts';
 import { SERVER_COMMANDS, type Frame } from '../src/stomp/frame.ts';
 import { FrameParser } from '../src/stomp/parser.ts';
 import { StompSession, type SessionHandler, type SessionLimits } from '../src/stomp/session.ts';
+import { UserSessions } from '../src/stomp/user-sessions.ts';
 import { ManualClock } from './support/manual-clock.ts';
 
 const silent = createLogger('silent');
@@ -58,6 +59,7 @@ const LIMITS: SessionLimits = {
   maxTransactionFrames: 16,
   maxTransactionBytes: 1 << 16,
   connectTimeoutMs: 5000,
+  maxConnectionsPerUser: 8,
   heartbeatMs: 0,
   heartbeatMinMs: 1000,
   heartbeatMaxMs: 60_000,
@@ -65,7 +67,7 @@ const LIMITS: SessionLimits = {
 };
 
 /** A session on a FakeSocket and a ManualClock, with a handler that records what reaches it. */
-function start(limits: Partial<SessionLimits> = {}, handler: Partial<SessionHandler> = {}) {
+function start(limits: Partial<SessionLimits> = {}, handler: Partial<SessionHandler> = {}, users = new UserSessions()) {
   const socket = new FakeSocket();
   const clock = new ManualClock();
   const metrics = new Metrics('test');
@@ -91,6 +93,7 @@ function start(limits: Partial<SessionLimits> = {}, handler: Partial<SessionHand
     metrics,
     audit: new AuditLog(silent, { linesPerSecond: 1000 }),
     clock,
+    users,
   });
   const push = (data: string | Buffer) => socket.emit('message', typeof data === 'string' ? Buffer.from(data) : data);
   return { socket, clock, metrics, session, calls, sent, reported, push };
@@ -175,6 +178,35 @@ describe('CONNECT', () => {
     clock.advance(60_000);
     expect(socket.frames().map((f) => f.command)).toEqual(['CONNECTED']);
     expect(socket.readyState).toBe(1);
+  });
+});
+
+describe('sessions per user', () => {
+  it('refuses a CONNECT past MAX_CONNECTIONS_PER_USER once the handler names the user, and frees the slot when a session ends', async () => {
+    const users = new UserSessions();
+    const identifying: Partial<SessionHandler> = {
+      connect: async (session) => {
+        session.identify('u1', 'alice');
+        return {};
+      },
+    };
+    const connectOne = async () => {
+      const s = start({ maxConnectionsPerUser: 2 }, identifying, users);
+      s.push(CONNECT);
+      await settle();
+      return s;
+    };
+    const [first, second, third] = [await connectOne(), await connectOne(), await connectOne()];
+    expect([first, second].map((s) => s.socket.frames().map((f) => f.command))).toEqual([['CONNECTED'], ['CONNECTED']]);
+    expect(third.socket.errors()).toEqual(['too many sessions for one user (max 2)']);
+    expect(third.socket.readyState).toBe(3);
+    expect(third.calls).toEqual([]); // never connected: nothing to undo
+    expect(await counted(third.metrics, 'refusals', { limit: 'connections_per_user' })).toBe(1);
+    expect(users.count('u1')).toBe(2);
+    first.socket.emit('close');
+    expect(users.count('u1')).toBe(1);
+    const fourth = await connectOne();
+    expect(fourth.socket.frames().map((f) => f.command)).toEqual(['CONNECTED']);
   });
 });
 

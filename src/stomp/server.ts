@@ -2,6 +2,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import { StompSession, type SessionContext, type SessionHandler, type SessionLimits } from './session.ts';
+import { UserSessions } from './user-sessions.ts';
 
 const SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'];
 
@@ -18,10 +19,13 @@ export interface ServerLimits extends SessionLimits {
 /** Accepts WebSocket upgrades on `/ws` and runs a StompSession on each. */
 export class StompServer {
   readonly sessions = new Set<StompSession>();
+  /** Sessions per user, as the sessions' identify() counted them. */
+  readonly users = new UserSessions();
   private readonly wss: WebSocketServer;
   private accepting = true;
 
-  constructor(http: Server, handler: SessionHandler, limits: ServerLimits, context: SessionContext) {
+  constructor(http: Server, handler: SessionHandler, limits: ServerLimits, gateway: Omit<SessionContext, 'users'>) {
+    const context: SessionContext = { ...gateway, users: this.users };
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: limits.maxWsMessageBytes,

@@ -8,6 +8,7 @@ import type { LimitName, Metrics } from '../metrics.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { encodeFrame, encodeMessage, isTextMessage, StompProtocolError, type Frame, type StompVersion } from './frame.ts';
 import { FrameParser } from './parser.ts';
+import type { UserSessions } from './user-sessions.ts';
 
 export type AckMode = 'auto' | 'client' | 'client-individual';
 
@@ -38,6 +39,8 @@ export interface SessionLimits {
   maxTransactionBytes: number;
   /** A socket that has not had CONNECT accepted by then is ended. */
   connectTimeoutMs: number;
+  /** Sessions one user may have open on this gateway (counted from identify()). */
+  maxConnectionsPerUser: number;
   /** The heart-beat interval the server asks of clients; 0 disables heart-beats. */
   heartbeatMs: number;
   /** Agreed heart-beat intervals are clamped into [heartbeatMinMs, heartbeatMaxMs]. */
@@ -53,6 +56,8 @@ export interface SessionContext {
   audit: AuditLog;
   /** Time for heart-beats, the CONNECT deadline and the rate window; the system clock when absent. */
   clock?: Clock;
+  /** The gateway's sessions per user; identify() counts this session there. */
+  users: UserSessions;
 }
 
 /** A transaction's frames, waiting for COMMIT, and what they weigh. */
@@ -115,6 +120,8 @@ export class StompSession {
   private cancelConnectDeadline: (() => void) | undefined;
   private rateWindowStart: number;
   private rateCount = 0;
+  /** The user this session counts for in `context.users`, once identify() counted it. */
+  private countedFor: string | undefined;
 
   constructor(
     private readonly ws: WebSocket,
@@ -153,6 +160,22 @@ export class StompSession {
 
   get isOpen(): boolean {
     return !this.closed;
+  }
+
+  /**
+   * The handler's connect names the authenticated user here, before it sets anything up: the session then counts
+   * toward the user's sessions, and one over MAX_CONNECTIONS_PER_USER is refused (ERROR, closed) by the throw.
+   */
+  identify(userId: string, username: string): void {
+    const max = this.limits.maxConnectionsPerUser;
+    if (this.context.users.count(userId) >= max) {
+      throw new StompProtocolError(`too many sessions for one user (max ${max})`, 'connections_per_user');
+    }
+    this.userId = userId;
+    this.username = username;
+    if (this.closed || this.countedFor !== undefined) return;
+    this.context.users.add(userId);
+    this.countedFor = userId;
   }
 
   /**
@@ -419,6 +442,7 @@ export class StompSession {
     try {
       extra = await this.handler.connect(this, frame);
     } catch (err) {
+      if (err instanceof StompProtocolError) return this.protocolError(err);
       const reason = err instanceof ChatError ? err.message : 'authentication failed';
       if (!(err instanceof ChatError)) this.log.error({ err }, 'connect failed');
       return this.fail('unauthorized', reason, {}, 'unauthorized');
@@ -467,6 +491,7 @@ export class StompSession {
     this.stopHeartbeats?.();
     this.cancelConnectDeadline?.();
     this.transactions.clear();
+    if (this.countedFor !== undefined) this.context.users.remove(this.countedFor);
     if (this.connected) this.handler.closed(this);
   }
 }
