@@ -57,7 +57,7 @@ async function refusals(server: TestServer, limit: string): Promise<number> {
 describe('a gateway at MAX_CONNECTIONS', () => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startTestGateway({ MAX_CONNECTIONS: '3' });
+    server = await startTestGateway({ MAX_CONNECTIONS: '3', MAX_CONNECTIONS_PER_USER: '2' });
   });
   afterAll(() => server?.stop());
 
@@ -70,6 +70,18 @@ describe('a gateway at MAX_CONNECTIONS', () => {
     await vi.waitFor(() => expect(server.gateway.stomp.sessions.size).toBe(2));
     const again = await RawSocket.open(server.wsUrl);
     for (const s of [...open, again]) s.ws.close();
+  });
+
+  it('refuses a CONNECT past MAX_CONNECTIONS_PER_USER with ERROR, counted, and takes it again once a session of the user ends', async () => {
+    await vi.waitFor(() => expect(server.gateway.stomp.sessions.size).toBe(0));
+    const user = await newUser(server.url, 'peruser');
+    const [a, b] = [await connectAs(server, user), await connectAs(server, user)];
+    await expect(connectAs(server, user)).rejects.toThrow('STOMP ERROR: too many sessions for one user (max 2)');
+    expect(await refusals(server, 'connections_per_user')).toBe(1);
+    await a.disconnect();
+    await vi.waitFor(() => expect(server.gateway.stomp.users.count(user.id)).toBe(1));
+    const c = await connectAs(server, user);
+    await Promise.all([b.disconnect(), c.disconnect()]);
   });
 });
 

@@ -70,8 +70,7 @@ export class Dispatcher implements SessionHandler {
 
   async connect(session: StompSession, frame: Frame): Promise<Record<string, string>> {
     const principal = await this.tokens.verifyAccess(tokenOf(frame.headers));
-    session.userId = principal.userId;
-    session.username = principal.username;
+    session.identify(principal.userId, principal.username); // counts toward MAX_CONNECTIONS_PER_USER
     const resume = frame.headers['session-resume'];
     if (resume) {
       const historyId = await this.tokens.verifyResume(resume, principal.userId);
