@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
 import { SERVER_COMMANDS, type Frame } from '../src/stomp/frame.ts';
 import { FrameParser } from '../src/stomp/parser.ts';
@@ -54,12 +54,16 @@ async function refusals(server: TestServer, limit: string): Promise<number> {
   return line ? Number(line.split(' ').pop()) : 0;
 }
 
-describe('a gateway at MAX_CONNECTIONS', () => {
+/** One gateway for all: small connection caps, the default frame limits. Each test starts with no session open. */
+describe('a gateway with MAX_CONNECTIONS=3, MAX_CONNECTIONS_PER_USER=2 and the default frame limits', () => {
   let server: TestServer;
   beforeAll(async () => {
     server = await startTestGateway({ MAX_CONNECTIONS: '3', MAX_CONNECTIONS_PER_USER: '2' });
   });
   afterAll(() => server?.stop());
+  beforeEach(async () => {
+    await vi.waitFor(() => expect(server.gateway.stomp.sessions.size).toBe(0));
+  });
 
   it('refuses the next upgrade with 503, counted, still serves /healthz, and takes a client again once one leaves', async () => {
     const open = await Promise.all([1, 2, 3].map(() => RawSocket.open(server.wsUrl)));
@@ -73,7 +77,6 @@ describe('a gateway at MAX_CONNECTIONS', () => {
   });
 
   it('refuses a CONNECT past MAX_CONNECTIONS_PER_USER with ERROR, counted, and takes it again once a session of the user ends', async () => {
-    await vi.waitFor(() => expect(server.gateway.stomp.sessions.size).toBe(0));
     const user = await newUser(server.url, 'peruser');
     const [a, b] = [await connectAs(server, user), await connectAs(server, user)];
     await expect(connectAs(server, user)).rejects.toThrow('STOMP ERROR: too many sessions for one user (max 2)');
@@ -83,14 +86,6 @@ describe('a gateway at MAX_CONNECTIONS', () => {
     const c = await connectAs(server, user);
     await Promise.all([b.disconnect(), c.disconnect()]);
   });
-});
-
-describe('a gateway with the default frame limits', () => {
-  let server: TestServer;
-  beforeAll(async () => {
-    server = await startTestGateway({});
-  });
-  afterAll(() => server?.stop());
 
   it('answers a frame over its limit with an ERROR naming the limit: MAX_FRAME_BYTES for /app, MAX_RELAY_FRAME_BYTES for /topic', async () => {
     const cases = [
