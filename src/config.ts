@@ -46,6 +46,8 @@ const Env = z.object({
   /** Agreed heart-beat intervals are clamped into [HEARTBEAT_MIN_MS, HEARTBEAT_MAX_MS]; the server offers to send as often as the minimum. */
   HEARTBEAT_MIN_MS: z.coerce.number().int().positive().default(1000),
   HEARTBEAT_MAX_MS: z.coerce.number().int().positive().default(60_000),
+  /** Bytes of a session's frames waiting to be handled at which the gateway stops reading it (TCP slows the client). */
+  MAX_QUEUED_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
   /** Frames a session may send per second before it gets RATE_LIMITED. */
   RATE_LIMIT_PER_S: z.coerce.number().int().positive().default(200),
   REPLAY_LIMIT: z.coerce.number().int().positive().default(1000),

@@ -144,6 +144,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       maxSubscriptions: config.MAX_SUBSCRIPTIONS,
       maxPendingBytes: config.MAX_PENDING_BYTES,
       maxQueuedFrames: config.RATE_LIMIT_PER_S * 2,
+      maxQueuedBytes: config.MAX_QUEUED_BYTES,
       maxTransactions: config.MAX_TRANSACTIONS,
       maxTransactionFrames: config.MAX_TRANSACTION_FRAMES,
       maxTransactionBytes: config.MAX_TRANSACTION_BYTES,

@@ -55,6 +55,7 @@ const LIMITS: SessionLimits = {
   maxSubscriptions: 8,
   maxPendingBytes: 1 << 20,
   maxQueuedFrames: 16,
+  maxQueuedBytes: 1 << 20,
   maxTransactions: 4,
   maxTransactionFrames: 16,
   maxTransactionBytes: 1 << 16,
@@ -394,5 +395,25 @@ describe('back-pressure', () => {
     }
     expect(handled).toEqual(['1', '2', '3', '4', '5', '6']);
     expect(socket.errors()).toEqual([]);
+  });
+
+  it('also stops reading once the queued frames hold maxQueuedBytes, so large frames cannot pile up', async () => {
+    const release: Array<() => void> = [];
+    const { socket, push } = start({ maxQueuedFrames: 400, maxQueuedBytes: 3000 }, {
+      send: () => new Promise<void>((resolve) => release.push(resolve)),
+    });
+    push(CONNECT);
+    await settle();
+    const sendOne = () => push(`SEND\ndestination:/queue/q\n\n${'x'.repeat(1000)}\0`);
+    sendOne();
+    sendOne();
+    expect(socket.isPaused).toBe(false);
+    sendOne(); // three frames of 1000 body bytes and their headers: over 3000
+    expect(socket.isPaused).toBe(true);
+    while (release.length > 0 || socket.isPaused) {
+      await settle();
+      release.shift()?.();
+    }
+    expect(socket.isPaused).toBe(false);
   });
 });

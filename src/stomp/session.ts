@@ -31,6 +31,8 @@ export interface SessionLimits {
   maxPendingBytes: number;
   /** Frames queued for handling before the session is ended as a flood. */
   maxQueuedFrames: number;
+  /** Bytes of frames queued for handling at which reading pauses, as it does at a quarter of maxQueuedFrames. */
+  maxQueuedBytes: number;
   /** Transactions open at once. */
   maxTransactions: number;
   /** Frames one transaction may hold until COMMIT. */
@@ -108,6 +110,7 @@ export class StompSession {
   private messageSeq = 0;
   private queue: Promise<void> = Promise.resolve();
   private queued = 0;
+  private queuedBytes = 0;
   private readPaused = false;
   /** Queued frames at which reading pauses; well below maxQueuedFrames, which only a single huge burst reaches. */
   private readonly pauseAt: number;
@@ -260,20 +263,23 @@ export class StompSession {
       // A frame that waits (behind another, or for its COMMIT) gets memory of its own: its body would otherwise
       // keep the whole WebSocket message alive for as long as it waits.
       const kept = this.queued > 0 || isTransactional(frame) ? detached(frame) : frame;
+      const bytes = frameBytes(kept);
       this.queued++;
-      this.queue = this.queue.then(() => this.handle(kept)).finally(() => this.dequeued());
+      this.queuedBytes += bytes;
+      this.queue = this.queue.then(() => this.handle(kept)).finally(() => this.dequeued(bytes));
     }
     // Back-pressure: a client sending faster than its frames are handled stops being read (TCP slows it down)
     // rather than queueing without bound or being cut off at maxQueuedFrames.
-    if (!this.readPaused && this.queued >= this.pauseAt) {
+    if (!this.readPaused && (this.queued >= this.pauseAt || this.queuedBytes >= this.limits.maxQueuedBytes)) {
       this.readPaused = true;
       this.ws.pause();
     }
   }
 
-  private dequeued(): void {
+  private dequeued(bytes: number): void {
     this.queued--;
-    if (this.readPaused && this.queued <= this.pauseAt / 2) {
+    this.queuedBytes -= bytes;
+    if (this.readPaused && this.queued <= this.pauseAt / 2 && this.queuedBytes <= this.limits.maxQueuedBytes / 2) {
       this.readPaused = false;
       this.lastReceived = this.clock.now(); // nothing was read while paused, heart-beats included
       this.ws.resume();
