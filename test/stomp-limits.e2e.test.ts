@@ -87,6 +87,18 @@ describe('a gateway with MAX_CONNECTIONS=3, MAX_CONNECTIONS_PER_USER=2 and the d
     await Promise.all([b.disconnect(), c.disconnect()]);
   });
 
+  it('refuses a CONNECT whose heart-beat does not parse before anything is set up: no session is left behind', async () => {
+    const user = await newUser(server.url, 'heartbeat');
+    for (const value of ['-1,0', 'abc']) {
+      const s = await RawSocket.open(server.wsUrl);
+      s.ws.send(`CONNECT\naccept-version:1.2\nhost:x\nheart-beat:${value}\nAuthorization:Bearer ${user.accessToken}\n\n\0`);
+      expect(await s.closed()).toBe(1002);
+      expect(s.frames().map((f) => [f.command, f.headers.message])).toEqual([['ERROR', 'invalid heart-beat header']]);
+    }
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(metrics.split('\n').find((l) => l.startsWith('chat_sessions{'))).toMatch(/ 0$/);
+  });
+
   it('answers a frame over its limit with an ERROR naming the limit: MAX_FRAME_BYTES for /app, MAX_RELAY_FRAME_BYTES for /topic', async () => {
     const cases = [
       { destination: '/app/rooms.r.send', size: 300 * 1024, message: 'frame exceeds 65536 bytes', limit: 'frame_bytes' },
