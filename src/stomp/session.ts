@@ -476,10 +476,11 @@ export class StompSession {
 
   private startHeartbeats(sendEvery: number, expectEvery: number): void {
     if (this.closed || (!sendEvery && !expectEvery)) return;
-    const tick = Math.min(...[sendEvery, expectEvery].filter((n) => n > 0)) / 2;
+    // Heart-beats go out once idle for `sendEvery - tick`; the peer's silence is checked every tick.
+    const tick = Math.min(...[sendEvery / 2, expectEvery / 4].filter((n) => n > 0));
     this.stopHeartbeats = this.clock.every(tick, () => {
       const now = this.clock.now();
-      // Checked every tick: a peer silent for twice the agreed interval is closed by then, never before 1.5 times.
+      // A peer silent for twice the agreed interval is closed by then, and never before 1.75 times (timers jitter).
       if (expectEvery && !this.readPaused && now - this.lastReceived > expectEvery * 2 - tick) {
         this.log.debug({ session: this.id }, 'peer missed heart-beats');
         return this.fail('heart-beat timeout', `nothing received for ${now - this.lastReceived} ms`, {}, 'heartbeat_timeout');
