@@ -113,11 +113,12 @@ describe('a gateway with MAX_CONNECTIONS=3, MAX_CONNECTIONS_PER_USER=2 and the d
     expect(await refusals(server, 'frame_bytes')).toBe(2);
   });
 
-  it('closes a WebSocket message over MAX_WS_MESSAGE_BYTES with 1009, before reading it', async () => {
+  it('closes a WebSocket message over MAX_WS_MESSAGE_BYTES with 1009, before reading it, counted', async () => {
     const s = await RawSocket.open(server.wsUrl);
     s.ws.send(`SEND\ndestination:/topic/big\n\n${'x'.repeat(3 * 1024 * 1024)}\0`);
     expect(await s.closed()).toBe(1009);
     expect(s.frames()).toEqual([]);
+    expect(await refusals(server, 'ws_message_bytes')).toBe(1);
   });
 
   it('sends a MESSAGE whose body is not UTF-8 as a binary WebSocket message, byte for byte, and text as text', async () => {

@@ -152,6 +152,12 @@ export class StompSession {
     ws.on('close', () => this.teardown());
     ws.on('error', (err) => {
       this.log.debug({ err, session: this.id }, 'socket error');
+      // ws refused a message over MAX_WS_MESSAGE_BYTES unread and closes with 1009: no ERROR frame can follow.
+      if ((err as { code?: string }).code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' && !this.closed) {
+        this.context.metrics.refused('ws_message_bytes');
+        this.context.metrics.sessionsEnded.inc({ reason: 'ws_message_bytes' });
+        this.context.audit.record('limit_refused', { session: this.id, user: this.userId || undefined, limit: 'ws_message_bytes' });
+      }
       this.teardown();
     });
   }
