@@ -531,9 +531,9 @@ function requireHeader(frame: Frame, name: string): string {
   return value;
 }
 
-/** `<cx>,<cy>` in ms; [0, 0] when absent; null when it does not parse. */
+/** `<cx>,<cy>` in ms; [0, 0] when absent or empty; null when it does not parse. */
 function parseHeartBeat(value: string | undefined): [number, number] | null {
-  if (value === undefined) return [0, 0];
+  if (value === undefined || value === '') return [0, 0];
   const m = HEART_BEAT.exec(value);
   return m ? [Number(m[1]), Number(m[2])] : null;
 }
