@@ -22,13 +22,32 @@ const Env = z.object({
   MAX_FRAME_BYTES: z.coerce.number().int().positive().default(64 * 1024),
   MAX_HEADERS: z.coerce.number().int().positive().default(64),
   MAX_HEADER_BYTES: z.coerce.number().int().positive().default(8 * 1024),
-  /** STOMP sessions one user may hold on one gateway at once. */
-  MAX_CONNECTIONS_PER_USER: z.coerce.number().int().positive().default(20),
+  /** Frames of a SEND to `/topic/...` or `/queue/...` (RabbitMQ Web-STOMP clients send up to 1 MiB and more). */
+  MAX_RELAY_FRAME_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  /** One WebSocket message (it may carry several frames); past it the socket closes with 1009, no ERROR frame. */
+  MAX_WS_MESSAGE_BYTES: z.coerce.number().int().positive().default(2 * 1024 * 1024),
   MAX_SUBSCRIPTIONS: z.coerce.number().int().positive().default(256),
+  /** Transactions a session may have open at once. */
+  MAX_TRANSACTIONS: z.coerce.number().int().positive().default(4),
+  /** Frames one transaction may hold until COMMIT; one more aborts it (TOO_LARGE). */
+  MAX_TRANSACTION_FRAMES: z.coerce.number().int().positive().default(128),
+  /** Bytes (bodies and headers) one transaction may hold until COMMIT; more aborts it (TOO_LARGE). */
+  MAX_TRANSACTION_BYTES: z.coerce.number().int().positive().default(2 * 1024 * 1024),
+  /** Open WebSockets per gateway; past it upgrades are refused with 503, so the process keeps file descriptors for /healthz. */
+  MAX_CONNECTIONS: z.coerce.number().int().positive().default(10_000),
+  /** STOMP sessions one user may have open on one gateway; one more CONNECT gets ERROR. */
+  MAX_CONNECTIONS_PER_USER: z.coerce.number().int().positive().default(32),
+  /** A WebSocket that has not had CONNECT accepted by then gets ERROR and is closed. */
+  CONNECT_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   /** Outbound bytes a slow consumer may have queued before its session is ended. */
   MAX_PENDING_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
-  /** Heart-beat the server offers and wants, in ms (0 disables). */
+  /** Heart-beat interval the server wants from clients, in ms (0 disables heart-beats both ways). */
   HEARTBEAT_MS: z.coerce.number().int().nonnegative().default(10_000),
+  /** Agreed heart-beat intervals are clamped into [HEARTBEAT_MIN_MS, HEARTBEAT_MAX_MS]; the server offers to send as often as the minimum. */
+  HEARTBEAT_MIN_MS: z.coerce.number().int().positive().default(1000),
+  HEARTBEAT_MAX_MS: z.coerce.number().int().positive().default(60_000),
+  /** Bytes of a session's frames waiting to be handled at which the gateway stops reading it (TCP slows the client). */
+  MAX_QUEUED_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
   /** Frames a session may send per second before it gets RATE_LIMITED. */
   RATE_LIMIT_PER_S: z.coerce.number().int().positive().default(200),
   REPLAY_LIMIT: z.coerce.number().int().positive().default(1000),

@@ -164,9 +164,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     presenceTracker,
     takeover,
     errors,
-    metrics,
     audit,
-    { resumeTtlS: config.RESUME_TTL_S, tokenGraceS: config.TOKEN_GRACE_S, maxPerUser: config.MAX_CONNECTIONS_PER_USER },
+    { resumeTtlS: config.RESUME_TTL_S, tokenGraceS: config.TOKEN_GRACE_S },
     log,
   );
   const roomSubscriptions = new RoomSubscriptions(
@@ -221,15 +220,26 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     dispatcher,
     {
       maxFrameBytes: config.MAX_FRAME_BYTES,
+      maxRelayFrameBytes: config.MAX_RELAY_FRAME_BYTES,
+      maxWsMessageBytes: config.MAX_WS_MESSAGE_BYTES,
       maxHeaders: config.MAX_HEADERS,
       maxHeaderBytes: config.MAX_HEADER_BYTES,
       maxSubscriptions: config.MAX_SUBSCRIPTIONS,
       maxPendingBytes: config.MAX_PENDING_BYTES,
       maxQueuedFrames: config.RATE_LIMIT_PER_S * 2,
+      maxQueuedBytes: config.MAX_QUEUED_BYTES,
+      maxTransactions: config.MAX_TRANSACTIONS,
+      maxTransactionFrames: config.MAX_TRANSACTION_FRAMES,
+      maxTransactionBytes: config.MAX_TRANSACTION_BYTES,
+      maxConnections: config.MAX_CONNECTIONS,
+      maxConnectionsPerUser: config.MAX_CONNECTIONS_PER_USER,
+      connectTimeoutMs: config.CONNECT_TIMEOUT_MS,
       heartbeatMs: config.HEARTBEAT_MS,
+      heartbeatMinMs: config.HEARTBEAT_MIN_MS,
+      heartbeatMaxMs: config.HEARTBEAT_MAX_MS,
       ratePerSecond: config.RATE_LIMIT_PER_S,
     },
-    log,
+    { log, metrics, audit },
   );
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
@@ -250,7 +260,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       // Stop taking deliveries first; what is unsettled goes back to the broker for another gateway.
       await broker.close().catch((err: unknown) => log.warn({ err }, 'broker close failed'));
       for (const session of stomp.sessions) {
-        session.fail('server shutting down', 'this gateway is stopping; reconnect with session-resume', { reconnect: 'true' });
+        session.fail('server shutting down', 'this gateway is stopping; reconnect with session-resume', { reconnect: 'true' }, 'shutdown');
       }
       await stomp.close();
       http.closeAllConnections();

@@ -6,6 +6,7 @@ import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
  */
 export type LimitName =
   | 'frame_bytes'
+  | 'ws_message_bytes'
   | 'headers'
   | 'header_bytes'
   | 'subscriptions'

@@ -6,7 +6,6 @@ import { TokenService } from '../src/auth/tokens.ts';
 import type { ChatError } from '../src/contract/errors.ts';
 import { MemoryHistory } from '../src/delivery/memory-history.ts';
 import { createLogger } from '../src/logger.ts';
-import { Metrics } from '../src/metrics.ts';
 import type { PresenceTracker } from '../src/presence/tracker.ts';
 import type { Frame } from '../src/stomp/frame.ts';
 import type { StompSession } from '../src/stomp/session.ts';
@@ -28,13 +27,21 @@ function harness() {
     presence,
     new MemoryTakeover(),
     errors,
-    new Metrics('test'),
     new AuditLog(silent, { linesPerSecond: 10 }),
-    { resumeTtlS: 3600, tokenGraceS: GRACE_S, maxPerUser: 5 },
+    { resumeTtlS: 3600, tokenGraceS: GRACE_S },
     silent,
   );
   const ended: string[] = [];
-  const session = { id: 's1', historyId: 's1', userId: '', username: '', fail: (m: string) => void ended.push(m) } as unknown as StompSession;
+  const session = {
+    id: 's1',
+    historyId: 's1',
+    userId: '',
+    username: '',
+    identify(userId: string, username: string) {
+      Object.assign(this, { userId, username });
+    },
+    fail: (m: string) => void ended.push(m),
+  } as unknown as StompSession;
   const connectFrame = (token: string): Frame => ({ command: 'CONNECT', headers: { Authorization: `Bearer ${token}` }, body: Buffer.alloc(0) });
   const refreshFrame = (token: string): Frame => ({ command: 'SEND', headers: { destination: '/app/auth.refresh', Authorization: `Bearer ${token}` }, body: Buffer.alloc(0) });
   const token = async () => (await tokens.issuePair({ id: 'u1', username: 'carol' })).accessToken;

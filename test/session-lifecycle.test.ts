@@ -116,7 +116,7 @@ for (const variant of VARIANTS) {
     it('refuses a CONNECT over MAX_CONNECTIONS_PER_USER with an ERROR, and takes one again once a session ends', async () => {
       const carol = await newUser(servers[0]!.url, 'carol');
       const open = await Promise.all([1, 2, 3].map(() => connect(servers[0]!, carol)));
-      await expect(connectAs(servers[0]!, carol)).rejects.toThrow('STOMP ERROR: too many connections for this user (max 3 per gateway)');
+      await expect(connectAs(servers[0]!, carol)).rejects.toThrow('STOMP ERROR: too many sessions for one user (max 3)');
       await open[0]!.disconnect();
       const again = await connect(servers[0]!, carol);
       expect(again.connectedHeaders['user-name']).toBe(carol.username);

@@ -4,6 +4,7 @@ import {
   CLIENT_COMMANDS,
   encodeFrame,
   encodeMessage,
+  isTextMessage,
   SERVER_COMMANDS,
   StompProtocolError,
   type Frame,
@@ -320,6 +321,32 @@ describe('FrameParser: limits', () => {
       );
     }
   });
+
+  it('lets maxFrameBytesFor raise the limit of a frame by its headers, enforced as its body arrives', () => {
+    const limits: ParserLimits = {
+      ...LIMITS,
+      maxFrameBytes: 1000,
+      maxFrameBytesFor: (_command, headers) => (headers.destination?.startsWith('/topic/') ? 5000 : 1000),
+    };
+    const relay = parse(`SEND\ndestination:/topic/a\n\n${'x'.repeat(3000)}\0`, new FrameParser(limits));
+    expect(relay.map((f) => f.body.length)).toEqual([3000]);
+    // No NUL yet: refused while the body is still arriving, by the limit of its own destination.
+    expect(protocolError(`SEND\ndestination:/app/a\n\n${'x'.repeat(1001)}`, new FrameParser(limits))).toBe('frame exceeds 1000 bytes');
+    expect(protocolError(`SEND\ndestination:/topic/a\n\n${'x'.repeat(5001)}`, new FrameParser(limits))).toBe('frame exceeds 5000 bytes');
+    expect(protocolError(`SEND\ndestination:/app/a\ncontent-length:3000\n\n`, new FrameParser(limits))).toBe('frame exceeds 1000 bytes');
+    // The headers themselves stay within maxFrameBytes, whatever the destination.
+    expect(protocolError(`SEND\ndestination:/topic/a\n${'h:v\n'.repeat(300)}`, new FrameParser({ ...limits, maxHeaders: 1000 }))).toBe(
+      'frame exceeds 1000 bytes',
+    );
+  });
+
+  it('reports how many bytes of an unfinished frame it holds', () => {
+    const parser = new FrameParser(LIMITS);
+    parser.push('SEND\ndestination:/q\n\nab');
+    expect(parser.buffered).toBe(23);
+    parser.push('c\0');
+    expect(parser.buffered).toBe(0);
+  });
 });
 
 describe('FrameParser: errors', () => {
@@ -411,6 +438,12 @@ describe('encodeMessage', () => {
     const one = encodeMessage({ subscription: 'a', 'message-id': '1' }, message, '1.2');
     const two = encodeMessage({ subscription: 'bb', 'message-id': '22' }, message, '1.2');
     expect(one.subarray(one.indexOf('content-type'))).toEqual(two.subarray(two.indexOf('content-type')));
+  });
+  it('decides once per message whether its body can travel as text: valid UTF-8 or not', () => {
+    expect(isTextMessage({ headers: {}, body: Buffer.from('{"text":"hé"}') })).toBe(true);
+    expect(isTextMessage({ headers: {}, body: Buffer.alloc(0) })).toBe(true);
+    expect(isTextMessage({ headers: {}, body: Buffer.from([0x7b, 0xff, 0xfe, 0x00]) })).toBe(false);
+    expect(isTextMessage({ headers: {}, body: Buffer.from('hé').subarray(0, 2) })).toBe(false); // a cut character
   });
 });
 

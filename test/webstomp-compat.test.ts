@@ -380,6 +380,25 @@ describe.each(WEB_STOMP_TARGETS)('a Web-STOMP client against $name', (spec) => {
     await received(c, q, 1);
     expect(bodies(c, q)).toEqual(['m1']);
   });
+
+  it('carries a frame of nearly 1 MiB on topics and queues', async () => {
+    const c = await connect();
+    const [t, q] = [topic('large'), queue('large')];
+    await subscribe(c, t);
+    await subscribe(c, q);
+    const body = 'x'.repeat(1024 * 1024 - 1024);
+    await send(c, t, body);
+    await send(c, q, body);
+    await received(c, t, 1);
+    await received(c, q, 1);
+    expect([nth(c, t, 0).body.length, nth(c, q, 0).body.length]).toEqual([body.length, body.length]);
+  });
+
+  it('sends heart-beats as often as a client asks, down to 1 s', async () => {
+    const c = await connectStomp(target.wsUrl, target.connectHeaders, 1000);
+    clients.push(c);
+    expect(c.connectedHeaders['heart-beat']!.split(',')[0]).toBe('1000');
+  });
 });
 
 describe('a gateway on RabbitMQ and RabbitMQ Web-STOMP share /topic and /queue destinations', () => {

@@ -1,7 +1,8 @@
 /**
  * Idle connections: CLIENTS VUs each hold one STOMP session with heart-beats, subscribed to its room and its
  * errors, for IDLE_S seconds. Thresholds: connect time, and no session lost while idle. Read the gateway's
- * RSS and CPU meanwhile (e.g. /metrics `process_resident_memory_bytes`, or /proc/<pid>/status).
+ * RSS and CPU meanwhile (e.g. /metrics `process_resident_memory_bytes`, or /proc/<pid>/status). Start the gateway
+ * with MAX_CONNECTIONS above CLIENTS and MAX_CONNECTIONS_PER_USER above CLIENTS / 100 (the users behind them).
  *
  *   k6 run -e BASE_URL=http://127.0.0.1:8080 -e CLIENTS=5000 -e IDLE_S=60 loadtest/k6/connections.ts
  */

@@ -25,8 +25,11 @@ const PLAN = full
   ? { rooms: 100, members: 10, users: 100, rate: 2, durationS: 20, drainS: 15, connections: 15_000, connectionUsers: 100, idleS: 20, resumeIterations: 100, sweep: true }
   : { rooms: 20, members: 10, users: 10, rate: 2, durationS: 4, drainS: 4, connections: 500, connectionUsers: 10, idleS: 3, resumeIterations: 5, sweep: false };
 const SWEEP = { fromRate: 0.25, maxRate: 16, stepMs: 10_000, drainMs: 10_000, p99LimitMs: 100, refine: 2 };
-/** Bench gateways: per-session rate limit out of the way of the 300-message resume burst; heart-beats as default. */
-const GATEWAY_ENV = { RATE_LIMIT_PER_S: '100000', HEARTBEAT_MS: '10000' };
+/**
+ * Bench gateways: per-session rate limit out of the way of the 300-message resume burst; heart-beats as default;
+ * connection caps above the 15,000 idle connections (150 per user) of --full, below the 20,000 file limit.
+ */
+const GATEWAY_ENV = { RATE_LIMIT_PER_S: '100000', HEARTBEAT_MS: '10000', MAX_CONNECTIONS: '16000', MAX_CONNECTIONS_PER_USER: '1000' };
 /** The goals of issue 4. */
 const GOAL = { inPerS: 2000, deliveriesPerS: 20_000, p99Ms: 50, connections: 15_000, rssPerConnection: 20 * 1024, resumeP99Ms: 200, missed: 300 };
 

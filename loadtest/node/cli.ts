@@ -54,9 +54,11 @@ const { positionals, values } = parseArgs({
 const num = (v: string | undefined): number => Number(v);
 const scenario = positionals[0];
 const services = values.services === 'real' ? 'real' : 'embedded';
-/** The bench gateway's settings: no per-session rate limit in the way of a load run (see BENCHMARKS.md). */
+/** The bench gateway's settings: no per-session rate limit or connection cap in the way of a load run (see BENCHMARKS.md). */
 const env: Record<string, string> = {
   RATE_LIMIT_PER_S: '100000',
+  MAX_CONNECTIONS: '16000',
+  MAX_CONNECTIONS_PER_USER: '1000',
   ...Object.fromEntries(values.env.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string])),
 };
 const running = await startTarget(values.target as TargetName, { services, url: values.url, pid: values.pid ? num(values.pid) : undefined, env, cpuProfile: values.profile });

@@ -3,7 +3,6 @@ import type { Principal, TokenService } from '../auth/tokens.ts';
 import { ChatError } from '../contract/errors.ts';
 import type { DeliveryHistory } from '../delivery/history.ts';
 import type { Logger } from '../logger.ts';
-import type { Metrics } from '../metrics.ts';
 import type { PresenceTracker } from '../presence/tracker.ts';
 import type { Frame } from '../stomp/frame.ts';
 import type { StompSession } from '../stomp/session.ts';
@@ -13,8 +12,6 @@ import type { ErrorChannel } from './error-channel.ts';
 export interface ConnectionsOptions {
   resumeTtlS: number;
   tokenGraceS: number;
-  /** Sessions one user may have on this gateway at once. */
-  maxPerUser: number;
   /** How often live sessions' delivery histories (and takeover claims) are kept alive; a third of the resume TTL by default. */
   renewEveryMs?: number;
 }
@@ -29,12 +26,11 @@ export interface SessionState {
 
 /**
  * Accepted connections: authenticates CONNECT (access token, `session-resume`), registers the session (presence,
- * takeover of a resumed history, the per-user cap), keeps a live session's delivery history from expiring, watches
+ * takeover of a resumed history), keeps a live session's delivery history from expiring, watches
  * its token's expiry, and undoes all of it when the session ends, however it ends.
  */
 export class Connections {
   private readonly states = new Map<StompSession, SessionState>();
-  private readonly perUser = new Map<string, number>();
   private readonly renewTimer: NodeJS.Timeout;
 
   constructor(
@@ -43,7 +39,6 @@ export class Connections {
     private readonly presence: PresenceTracker,
     private readonly takeover: Takeover,
     private readonly errors: ErrorChannel,
-    private readonly metrics: Metrics,
     private readonly audit: AuditLog,
     private readonly options: ConnectionsOptions,
     private readonly log: Logger,
@@ -63,25 +58,7 @@ export class Connections {
       this.audit.record('token_refused', { session: session.id, reason: err instanceof Error ? err.message : String(err) });
       throw err;
     }
-    const userCount = this.perUser.get(principal.userId) ?? 0;
-    if (userCount >= this.options.maxPerUser) {
-      this.metrics.refused('connections_per_user');
-      this.audit.record('limit_refused', { session: session.id, user: principal.userId, reason: 'connections_per_user' });
-      throw new ChatError('RATE_LIMITED', `too many connections for this user (max ${this.options.maxPerUser} per gateway)`);
-    }
-    // Counted from here, not once accepted: CONNECTs of one user racing each other must not all see room left.
-    this.perUser.set(principal.userId, userCount + 1);
-    try {
-      return await this.accept(session, frame, principal);
-    } catch (err) {
-      this.uncount(principal.userId);
-      throw err;
-    }
-  }
-
-  private async accept(session: StompSession, frame: Frame, principal: Principal): Promise<Record<string, string>> {
-    session.userId = principal.userId;
-    session.username = principal.username;
+    session.identify(principal.userId, principal.username); // counts toward MAX_CONNECTIONS_PER_USER
     const resume = frame.headers['session-resume'];
     if (resume) {
       const historyId = await this.tokens.verifyResume(resume, principal.userId);
@@ -93,8 +70,7 @@ export class Connections {
     }
     const ttlMs = this.options.resumeTtlS * 1000;
     const unwatchTakeover = this.takeover.watch(session.id, () => {
-      this.metrics.sessionsEnded.inc({ reason: 'taken_over' });
-      session.fail('session taken over', 'another connection resumed this session');
+      session.fail('session taken over', 'another connection resumed this session', {}, 'taken_over');
     });
     let resumeToken: string;
     try {
@@ -135,7 +111,6 @@ export class Connections {
     const state = this.states.get(session);
     if (!state) return;
     this.states.delete(session);
-    this.uncount(session.userId);
     clearTimeout(state.expiryTimer);
     state.unwatchTakeover();
     this.presence.disconnected(session.userId, session.id);
@@ -151,12 +126,6 @@ export class Connections {
 
   close(): void {
     clearInterval(this.renewTimer);
-  }
-
-  private uncount(userId: string): void {
-    const left = (this.perUser.get(userId) ?? 1) - 1;
-    if (left > 0) this.perUser.set(userId, left);
-    else this.perUser.delete(userId);
   }
 
   /** A live session's history must never expire under it: retain runs at connect and close, and every renewal while it lives. */
@@ -177,8 +146,7 @@ export class Connections {
       const expired: Frame = { command: 'SEND', headers: {}, body: Buffer.alloc(0) };
       this.errors.report(session, new ChatError('TOKEN_EXPIRED', 'access token expired; send /app/auth.refresh'), expired);
       state.expiryTimer = setTimeout(() => {
-        this.metrics.sessionsEnded.inc({ reason: 'token_expired' });
-        session.fail('unauthorized', 'access token expired');
+        session.fail('unauthorized', 'access token expired', {}, 'token_expired');
       }, grace);
       state.expiryTimer.unref();
     }, Math.max(0, expiresAt - Date.now()));

@@ -3,6 +3,9 @@
  * The streaming decoder is in parser.ts.
  */
 
+import { isUtf8 } from 'node:buffer';
+import type { LimitName } from '../metrics.ts';
+
 export type StompVersion = '1.0' | '1.1' | '1.2';
 
 export interface Frame {
@@ -14,6 +17,14 @@ export interface Frame {
 /** A protocol violation by the peer: the session must answer with ERROR and close. */
 export class StompProtocolError extends Error {
   override readonly name = 'StompProtocolError';
+
+  /** `limit`: the limit the frame broke, when that is the violation (counted in /metrics). */
+  constructor(
+    message: string,
+    readonly limit?: LimitName,
+  ) {
+    super(message);
+  }
 }
 
 export const CLIENT_COMMANDS: ReadonlySet<string> = new Set([
@@ -99,17 +110,37 @@ function withBody(text: string, body: Buffer): Buffer {
 /** MESSAGE headers that differ for each subscriber: never part of a shared tail (a sender cannot set them). */
 const PER_SUBSCRIBER = new Set(['subscription', 'message-id', 'ack', 'content-length']);
 
+/** What every subscriber of one message shares: whether its body is text, and its encoded tail per version. */
+interface SharedEncoding {
+  text?: boolean;
+  tails: Partial<Record<StompVersion, Buffer>>;
+}
+
 /**
- * Encoded tails by message and version. A room message goes to every subscriber with the same headers and body,
- * so all but the per-subscriber headers is encoded once; entries go with their message (a WeakMap).
+ * Shared encodings by message. A room message goes to every subscriber with the same headers and body, so all but
+ * the per-subscriber headers is encoded (and its body checked) once; entries go with their message (a WeakMap).
  */
-const tails = new WeakMap<object, Partial<Record<StompVersion, Buffer>>>();
+const shared = new WeakMap<object, SharedEncoding>();
+
+function sharedEncoding(message: object): SharedEncoding {
+  let encoding = shared.get(message);
+  if (!encoding) shared.set(message, (encoding = { tails: {} }));
+  return encoding;
+}
+
+/**
+ * Whether a MESSAGE can travel as a text WebSocket message: its body is valid UTF-8. One that is not goes as a
+ * binary message, which a browser's WebSocket would otherwise refuse (and close on). Decided once per message.
+ */
+export function isTextMessage(message: { headers: Record<string, string>; body: Buffer }): boolean {
+  const encoding = sharedEncoding(message);
+  return (encoding.text ??= isUtf8(message.body));
+}
 
 /** The part of a MESSAGE every subscriber shares: its headers but the per-subscriber ones, content-length, body, NUL. */
 function messageTail(message: { headers: Record<string, string>; body: Buffer }, version: StompVersion): Buffer {
-  let byVersion = tails.get(message);
-  if (!byVersion) tails.set(message, (byVersion = {}));
-  const cached = byVersion[version];
+  const { tails } = sharedEncoding(message);
+  const cached = tails[version];
   if (cached) return cached;
   const escaping = headerEscaping('MESSAGE', version);
   const { headers, body } = message;
@@ -120,7 +151,7 @@ function messageTail(message: { headers: Record<string, string>; body: Buffer },
   }
   if (body.length > 0) text += `content-length:${body.length}\n`;
   const tail = withBody(text, body);
-  byVersion[version] = tail;
+  tails[version] = tail;
   return tail;
 }
 

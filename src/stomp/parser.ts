@@ -14,6 +14,11 @@ export interface ParserLimits {
   maxHeaders: number;
   /** One header line, without its line end. */
   maxHeaderBytes: number;
+  /**
+   * The limit of one frame once its headers are read (e.g. larger for some destinations); maxFrameBytes when
+   * absent. The command and headers of every frame stay within maxFrameBytes.
+   */
+  maxFrameBytesFor?: (command: string, headers: Readonly<Record<string, string>>) => number;
 }
 
 const LF = 0x0a;
@@ -61,6 +66,8 @@ export class FrameParser {
   private headerCount = 0;
   private contentLength = -1;
   private escaping: HeaderEscaping = '1.2';
+  /** The limit of the current frame: maxFrameBytes until its headers are read, then its own. */
+  private frameLimit: number;
   private failure: Error | null = null;
 
   constructor(
@@ -68,6 +75,12 @@ export class FrameParser {
     private readonly commands: ReadonlySet<string> = CLIENT_COMMANDS,
   ) {
     this.maxCommandLength = Math.max(0, ...[...commands].map((c) => c.length));
+    this.frameLimit = limits.maxFrameBytes;
+  }
+
+  /** Bytes of an unfinished frame held between pushes; never more than the frame's limit. */
+  get buffered(): number {
+    return this.buf.length - this.start;
   }
 
   /** Returns the frames completed by this chunk. Throws StompProtocolError; after any throw, every push throws it. */
@@ -176,6 +189,7 @@ export class FrameParser {
       this.headers = new HeaderMap();
       this.headerCount = 0;
       this.contentLength = -1;
+      this.frameLimit = this.limits.maxFrameBytes;
       this.headersStart = this.lineStart = this.scan = lf + 1;
       this.phase = HEADERS;
       return true;
@@ -197,7 +211,7 @@ export class FrameParser {
         const partial = buf.length - this.lineStart;
         // One byte over the limit may still be the CR of a CR LF.
         if (partial > maxHeaderBytes + 1 || (partial === maxHeaderBytes + 1 && buf[buf.length - 1] !== CR)) {
-          throw new StompProtocolError(`header line exceeds ${maxHeaderBytes} bytes`);
+          throw new StompProtocolError(`header line exceeds ${maxHeaderBytes} bytes`, 'header_bytes');
         }
         this.checkBuffered();
         this.scan = buf.length;
@@ -209,15 +223,16 @@ export class FrameParser {
         if (this.headerCount > 0) this.addHeaders(buf.toString('utf8', this.headersStart, this.lineStart));
         this.bodyStart = this.scan = lf + 1;
         this.phase = BODY;
+        this.frameLimit = this.limits.maxFrameBytesFor?.(this.command, this.headers) ?? this.limits.maxFrameBytes;
         // A declared length that cannot fit is refused before its body is buffered.
         const declared = this.bodyStart + this.contentLength + 1 - this.start;
-        if (this.contentLength >= 0 && declared > this.limits.maxFrameBytes) throw this.tooLarge();
+        if (this.contentLength >= 0 && declared > this.frameLimit) throw this.tooLarge();
         return true;
       }
       if (lineEnd - this.lineStart > maxHeaderBytes) {
-        throw new StompProtocolError(`header line exceeds ${maxHeaderBytes} bytes`);
+        throw new StompProtocolError(`header line exceeds ${maxHeaderBytes} bytes`, 'header_bytes');
       }
-      if (++this.headerCount > maxHeaders) throw new StompProtocolError(`too many headers (max ${maxHeaders})`);
+      if (++this.headerCount > maxHeaders) throw new StompProtocolError(`too many headers (max ${maxHeaders})`, 'headers');
       this.lineStart = this.scan = lf + 1;
     }
   }
@@ -262,7 +277,7 @@ export class FrameParser {
         this.scan = buf.length;
         return null;
       }
-      if (nul + 1 - this.start > this.limits.maxFrameBytes) throw this.tooLarge();
+      if (nul + 1 - this.start > this.frameLimit) throw this.tooLarge();
     }
     const frame: Frame = {
       command: this.command,
@@ -277,11 +292,11 @@ export class FrameParser {
 
   /** An unfinished frame is refused as soon as it holds more bytes than a whole frame may. */
   private checkBuffered(): void {
-    if (this.buf.length - this.start > this.limits.maxFrameBytes) throw this.tooLarge();
+    if (this.buf.length - this.start > this.frameLimit) throw this.tooLarge();
   }
 
   private tooLarge(): StompProtocolError {
-    return new StompProtocolError(`frame exceeds ${this.limits.maxFrameBytes} bytes`);
+    return new StompProtocolError(`frame exceeds ${this.frameLimit} bytes`, 'frame_bytes');
   }
 }
 
