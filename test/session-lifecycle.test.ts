@@ -105,11 +105,12 @@ for (const variant of VARIANTS) {
     });
 
     it('refuses a session-resume token of another user, or a forged one, with ERROR unauthorized', async () => {
-      const a = await connect(servers[0]!, alice);
-      const aliceResume = a.connectedHeaders['session-resume']!;
-      await expect(connectAs(servers[1]!, bob, { 'session-resume': aliceResume })).rejects.toThrow('STOMP ERROR: unauthorized');
-      await expect(connectAs(servers[1]!, alice, { 'session-resume': `${aliceResume.slice(0, -4)}AAAA` })).rejects.toThrow('STOMP ERROR: unauthorized');
-      // Alice's own session was not taken over by either attempt.
+      const frank = await newUser(servers[0]!.url, 'frank');
+      const a = await connect(servers[0]!, frank);
+      const frankResume = a.connectedHeaders['session-resume']!;
+      await expect(connectAs(servers[1]!, bob, { 'session-resume': frankResume })).rejects.toThrow('STOMP ERROR: unauthorized');
+      await expect(connectAs(servers[1]!, frank, { 'session-resume': `${frankResume.slice(0, -4)}AAAA` })).rejects.toThrow('STOMP ERROR: unauthorized');
+      // Frank's own session was not taken over by either attempt.
       await a.sendConfirmed('/topic/fence-resume', 'still mine');
     });
 
