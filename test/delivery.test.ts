@@ -175,6 +175,8 @@ class FlakyHistory implements DeliveryHistory {
   holdNextClaim: Promise<void> | undefined;
   readonly claims: { keys: DeliveryKey[]; outcomes: ClaimOutcome[] }[] = [];
   readonly settles: { written: DeliveryKey[]; abandoned: DeliveryKey[] }[] = [];
+  /** Settles that were made to reject. */
+  failedSettles = 0;
   constructor(private readonly inner: DeliveryHistory) {}
 
   async claim(keys: readonly DeliveryKey[]): Promise<ClaimOutcome[]> {
@@ -193,6 +195,7 @@ class FlakyHistory implements DeliveryHistory {
   async settle(written: readonly DeliveryKey[], abandoned: readonly DeliveryKey[]): Promise<void> {
     if (this.failSettles > 0) {
       this.failSettles--;
+      this.failedSettles++;
       throw new Error('history down');
     }
     await this.inner.settle(written, abandoned);
@@ -539,14 +542,32 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     expect(interceptor.stats).toEqual({ written: 4, dropped: 1, abandoned: 0 });
   });
 
-  it('rejects when the copies were written but could not be recorded', async () => {
+  it('records copies it wrote even when the first settle fails, so a redelivery after their locks expired is dropped', async () => {
     store = open({ window: 64 });
     const flaky = new FlakyHistory(store.connect());
-    const interceptor = new OutboundInterceptor(flaky);
-    flaky.failSettles = 1;
-    await expect(interceptor.deliver(sockets.delivery('s1', 1, ['r1']))).rejects.toThrow('history down');
+    const interceptor = new OutboundInterceptor(flaky, { settleRetryMs: 5 });
+    flaky.failSettles = 2;
+    await interceptor.deliver(sockets.delivery('s1', 1, ['r1']));
+    expect(flaky.failedSettles).toBe(2);
+    expect(flaky.settles).toEqual([{ written: [key(1)], abandoned: [] }]);
+    // Had it not been recorded, the lock would be all that kept a redelivery out, and only until its PX.
+    await store.expire({ lock: key(1) }, LONG_LOCK_MS);
+    await interceptor.deliver(sockets.delivery('s1', 1, ['r1']));
     expect(sockets.get('r1').frames).toEqual(['s1#1']);
-    expect(interceptor.stats).toEqual({ written: 1, dropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 1, dropped: 1, abandoned: 0 });
+  });
+
+  it('gives up recording what it wrote once closed, and rejects', async () => {
+    store = open({ window: 64 });
+    const flaky = new FlakyHistory(store.connect());
+    const interceptor = new OutboundInterceptor(flaky, { settleRetryMs: 5 });
+    flaky.failSettles = Infinity;
+    const done = interceptor.deliver(sockets.delivery('s1', 1, ['r1']));
+    // Tried again at least once: it does not give up on its own.
+    await vi.waitFor(() => expect(flaky.failedSettles).toBeGreaterThanOrEqual(2), UNTIL);
+    interceptor.close();
+    await expect(done).rejects.toThrow('history down');
+    expect(sockets.get('r1').frames).toEqual(['s1#1']);
   });
 });
 
