@@ -138,8 +138,9 @@ describe('Redis outage at gateway level', () => {
     await vi.waitFor(() => expect(cutAtNextRoomWrite).toBe(false), UNTIL);
     await chat('outage', 6);
     // Every message sent during the outage was refused at least once before Redis comes back, and each refused
-    // delivery went back to the broker. The room message whose frames went out at the cut is not: its record, in
-    // flight when the connection dropped, is sent again once Redis is back, and its delivery finishes then.
+    // delivery went back to the broker. Not the room message whose frames went out at the cut: those frames are on
+    // the wire, so its delivery waits until their record lands, once Redis is back (refused and redelivered, it
+    // would be written twice).
     await vi.waitFor(() => expect([roomTopic, queue, topic].map(failedInto)).toEqual([6, 6, 6]), UNTIL);
     proxy.resume();
     await chat('after', 3);
