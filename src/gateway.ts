@@ -268,6 +268,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       await takeover.close().catch((err: unknown) => log.warn({ err }, 'takeover close failed'));
       await outbox.close();
       await presenceTracker.close().catch((err: unknown) => log.warn({ err }, 'presence close failed'));
+      interceptor.close();
       await history.close().catch((err: unknown) => log.warn({ err }, 'history close failed'));
       await redis?.quit().catch((err: unknown) => log.warn({ err }, 'redis quit failed'));
       await db.close();

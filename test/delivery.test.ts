@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ClaimOutcome, DeliveryHistory, DeliveryKey } from '../src/delivery/history.ts';
 import { OutboundInterceptor, type OutboundCopy } from '../src/delivery/interceptor.ts';
 import { MemoryHistory } from '../src/delivery/memory-history.ts';
@@ -11,11 +10,18 @@ import { deleteRedisKeys, recordCommands, REDIS, redisKeys } from './support/red
 
 const RUN_PREFIX = `test:delivery:${randomUUID()}:`;
 const LONG_LOCK_MS = 30_000;
+/** A TTL the tests let run out: on Redis, in real time. */
+const SHORT_TTL_MS = 200;
+/** How long a condition may take to hold before the test fails (not a verdict on timing: far beyond any need). */
+const UNTIL = { timeout: 10_000, interval: 5 };
 
 interface StoreOptions {
   window: number;
   lockTtlMs?: number;
 }
+
+/** Something an engine gives a TTL: a receiver's history (retain) or a claim's lock. */
+type Expiring = { receiver: string } | { lock: DeliveryKey };
 
 /** One shared delivery store, reached through as many histories as the test needs. */
 interface Store {
@@ -25,11 +31,18 @@ interface Store {
   broken(): Promise<DeliveryHistory>;
   /** A holder that claimed and then died without settling. */
   crash(history: DeliveryHistory): Promise<void>;
+  /**
+   * Let the TTL of `what`, set to `ttlMs` just before, run out. The memory engine runs on the test's clock, which
+   * moves on by `ttlMs`. Redis expires keys on its own clock: there the key must carry a TTL of at most `ttlMs`,
+   * and the test waits until Redis has removed it.
+   */
+  expire(what: Expiring, ttlMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
 function memoryStore(opts: StoreOptions): Store {
-  const history = new MemoryHistory({ window: opts.window, lockTtlMs: opts.lockTtlMs ?? LONG_LOCK_MS });
+  let now = 1_000_000;
+  const history = new MemoryHistory({ window: opts.window, lockTtlMs: opts.lockTtlMs ?? LONG_LOCK_MS, now: () => now });
   return {
     connect: () => history,
     async broken() {
@@ -38,30 +51,41 @@ function memoryStore(opts: StoreOptions): Store {
       return closed;
     },
     async crash() {},
+    async expire(_what, ttlMs) {
+      now += ttlMs;
+    },
     close: () => history.close(),
   };
 }
 
 let storeCount = 0;
 
-function redisStore(opts: StoreOptions): Store & { prefix: string; clients: Map<DeliveryHistory, Redis> } {
+/** The Redis key of a lock, as redis-history.ts lays it out. */
+function lockKeyOf(prefix: string, k: DeliveryKey): string {
+  return `${prefix}l:${k.receiver.length}:${k.receiver}:${k.sender}:${k.seq}`;
+}
+
+interface RedisStore extends Store {
+  prefix: string;
+  clients: Map<DeliveryHistory, Redis>;
+  /** A consumer whose locks live `lockTtlMs` instead of the store's. */
+  connect(lockTtlMs?: number): DeliveryHistory;
+}
+
+function redisStore(opts: StoreOptions): RedisStore {
   const prefix = `${RUN_PREFIX}${storeCount++}:`;
   const clients = new Map<DeliveryHistory, Redis>();
-  const open = (): [DeliveryHistory, Redis] => {
+  const admin = new Redis(REDIS);
+  const open = (lockTtlMs = opts.lockTtlMs ?? LONG_LOCK_MS): [DeliveryHistory, Redis] => {
     const redis = new Redis(REDIS);
-    const history = new RedisHistory({
-      redis,
-      window: opts.window,
-      lockTtlMs: opts.lockTtlMs ?? LONG_LOCK_MS,
-      keyPrefix: prefix,
-    });
+    const history = new RedisHistory({ redis, window: opts.window, lockTtlMs, keyPrefix: prefix });
     clients.set(history, redis);
     return [history, redis];
   };
   return {
     prefix,
     clients,
-    connect: () => open()[0],
+    connect: (lockTtlMs) => open(lockTtlMs)[0],
     async broken() {
       const [history, redis] = open();
       await redis.ping();
@@ -71,9 +95,18 @@ function redisStore(opts: StoreOptions): Store & { prefix: string; clients: Map<
     async crash(history) {
       clients.get(history)!.disconnect();
     },
+    async expire(what, ttlMs) {
+      const key = 'receiver' in what ? `${prefix}h:${what.receiver}` : lockKeyOf(prefix, what.lock);
+      // -1 would be a key that never expires; -2, one already gone.
+      const pttl = await admin.pttl(key);
+      expect(pttl).not.toBe(-1);
+      expect(pttl).toBeLessThanOrEqual(ttlMs);
+      await vi.waitFor(async () => expect(await admin.exists(key)).toBe(0), UNTIL);
+    },
     async close() {
       await deleteRedisKeys(prefix);
       for (const redis of clients.values()) redis.disconnect();
+      admin.disconnect();
     },
   };
 }
@@ -133,13 +166,17 @@ async function consume(interceptor: OutboundInterceptor, deliveries: OutboundCop
 }
 
 /**
- * Delegates to a real history; the next `failClaims` claims or `failSettles` settles reject,
- * and the next claim's answer waits for `holdNextClaim` if one is set.
+ * Delegates to a real history and records what it answered; the next `failClaims` claims or `failSettles` settles
+ * reject, and the next claim's answer waits for `holdNextClaim` if one is set.
  */
 class FlakyHistory implements DeliveryHistory {
   failClaims = 0;
   failSettles = 0;
   holdNextClaim: Promise<void> | undefined;
+  readonly claims: { keys: DeliveryKey[]; outcomes: ClaimOutcome[] }[] = [];
+  readonly settles: { written: DeliveryKey[]; abandoned: DeliveryKey[] }[] = [];
+  /** Settles that were made to reject. */
+  failedSettles = 0;
   constructor(private readonly inner: DeliveryHistory) {}
 
   async claim(keys: readonly DeliveryKey[]): Promise<ClaimOutcome[]> {
@@ -151,15 +188,18 @@ class FlakyHistory implements DeliveryHistory {
     this.holdNextClaim = undefined;
     const outcomes = await this.inner.claim(keys);
     await hold;
+    this.claims.push({ keys: [...keys], outcomes });
     return outcomes;
   }
 
   async settle(written: readonly DeliveryKey[], abandoned: readonly DeliveryKey[]): Promise<void> {
     if (this.failSettles > 0) {
       this.failSettles--;
+      this.failedSettles++;
       throw new Error('history down');
     }
-    return this.inner.settle(written, abandoned);
+    await this.inner.settle(written, abandoned);
+    this.settles.push({ written: [...written], abandoned: [...abandoned] });
   }
 
   retain(receiver: string, ttlMs: number): Promise<void> {
@@ -228,29 +268,53 @@ describe.each(ENGINES)('DeliveryHistory ($engine)', ({ open }) => {
     expect(await a.claim([key(1), key(2), key(3)])).toEqual(['duplicate', 'duplicate', 'duplicate']);
   });
 
-  it('forgets a receiver when its retain() TTL runs out, and not before', async () => {
+  it('forgets a receiver when its retain() TTL runs out, and keeps the others', async () => {
     store = open({ window: 64 });
     const h = store.connect();
-    await h.retain('r1', 200);
-    expect(await h.claim([key(1), key(1, 's1', 'r2')])).toEqual(['deliver', 'deliver']);
-    await h.settle([key(1), key(1, 's1', 'r2')], []);
-    expect(await h.claim([key(1), key(1, 's1', 'r2')])).toEqual(['duplicate', 'duplicate']);
-    await sleep(400);
-    // r1 expired; r2 was never retained and is kept.
-    expect(await h.claim([key(1), key(1, 's1', 'r2')])).toEqual(['deliver', 'duplicate']);
-    await h.settle([], [key(1)]);
+    const keys = [key(1, 's1', 'r1'), key(1, 's1', 'r2'), key(1, 's1', 'r3')];
+    await h.retain('r1', LONG_LOCK_MS);
+    expect(await h.claim(keys)).toEqual(['deliver', 'deliver', 'deliver']);
+    await h.settle(keys, []);
+    // retain() sets the TTL from now: r2's is shortened to one the test lets run out.
+    await h.retain('r2', SHORT_TTL_MS);
+    await store.expire({ receiver: 'r2' }, SHORT_TTL_MS);
+    // r2 expired; r1's TTL is far from its end; r3 was never retained and is kept.
+    expect(await h.claim(keys)).toEqual(['duplicate', 'deliver', 'duplicate']);
+    await h.settle([], [key(1, 's1', 'r2')]);
   });
 
   it('lets a lock left by a crashed holder expire', async () => {
-    store = open({ window: 64, lockTtlMs: 200 });
+    store = open({ window: 64, lockTtlMs: SHORT_TTL_MS });
     const holder = store.connect();
     const other = store.connect();
     expect(await holder.claim([key(1)])).toEqual(['deliver']);
     await store.crash(holder);
-    expect(await other.claim([key(1)])).toEqual(['busy']);
-    await sleep(400);
+    await store.expire({ lock: key(1) }, SHORT_TTL_MS);
     expect(await other.claim([key(1)])).toEqual(['deliver']);
     await other.settle([key(1)], []);
+  });
+});
+
+describe('MemoryHistory on its clock', () => {
+  it('expires a lock and a retained history at their TTL, and not 1 ms before', async () => {
+    let now = 1_000_000;
+    const h = new MemoryHistory({ window: 64, lockTtlMs: SHORT_TTL_MS, now: () => now });
+    try {
+      // A holder that never settles.
+      expect(await h.claim([key(1)])).toEqual(['deliver']);
+      now += SHORT_TTL_MS - 1;
+      expect(await h.claim([key(1)])).toEqual(['busy']);
+      now += 1;
+      expect(await h.claim([key(1)])).toEqual(['deliver']);
+      await h.settle([key(1)], []);
+      await h.retain('r1', 300);
+      now += 299;
+      expect(await h.claim([key(1)])).toEqual(['duplicate']);
+      now += 1;
+      expect(await h.claim([key(1)])).toEqual(['deliver']);
+    } finally {
+      await h.close();
+    }
   });
 });
 
@@ -292,12 +356,14 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
   });
 
   it('waits out a lock left by a crashed holder, then delivers the copy once', async () => {
-    store = open({ window: 64, lockTtlMs: 200 });
+    store = open({ window: 64, lockTtlMs: SHORT_TTL_MS });
     const holder = store.connect();
     expect(await holder.claim([key(1)])).toEqual(['deliver']);
     await store.crash(holder);
     const interceptor = new OutboundInterceptor(store.connect(), { busyRetryMs: 10 });
-    await interceptor.deliver(sockets.delivery('s1', 1, ['r1']));
+    const done = interceptor.deliver(sockets.delivery('s1', 1, ['r1']));
+    await store.expire({ lock: key(1) }, SHORT_TTL_MS);
+    await done;
     expect(sockets.get('r1').frames).toEqual(['s1#1']);
     expect(interceptor.stats).toEqual({ written: 1, dropped: 0, abandoned: 0 });
   });
@@ -309,19 +375,17 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     // Another consumer is writing message 1 to r1.
     expect(await other.claim([key(1, 's1', 'r1')])).toEqual(['deliver']);
     const done = Promise.all([1, 2, 3].map((seq) => interceptor.deliver(sockets.delivery('s1', seq, ['r1', 'r2']))));
-    for (let i = 0; i < 200 && sockets.get('r2').frames.length < 3; i++) await sleep(5);
-    expect(sockets.get('r2').frames).toEqual(['s1#1', 's1#2', 's1#3']);
+    await vi.waitFor(() => expect(sockets.get('r2').frames).toEqual(['s1#1', 's1#2', 's1#3']), UNTIL);
+    // The other consumer holds 1's lock for LONG_LOCK_MS: nothing reaches r1 before it settles.
     expect(sockets.get('r1').frames).toEqual([]);
-    // Messages 2 and 3 wait behind 1 without keeping their locks, so no lock outlives its PX while waiting.
+    // Messages 2 and 3 wait behind 1 without keeping their locks, so no lock outlives its PX while waiting:
+    // between two of the interceptor's rounds, the other consumer can take both (and gives them straight back).
     const waiting = [key(2, 's1', 'r1'), key(3, 's1', 'r1')];
-    let outcomes: ClaimOutcome[] = [];
-    for (let i = 0; i < 200; i++) {
-      outcomes = await other.claim(waiting);
+    await vi.waitFor(async () => {
+      const outcomes = await other.claim(waiting);
       await other.settle([], waiting.filter((_, j) => outcomes[j] === 'deliver'));
-      if (!outcomes.includes('busy')) break;
-      await sleep(5);
-    }
-    expect(outcomes).toEqual(['deliver', 'deliver']);
+      expect(outcomes).toEqual(['deliver', 'deliver']);
+    }, UNTIL);
     // It wrote message 1 (to r1's socket on its gateway) and recorded it.
     await other.settle([key(1, 's1', 'r1')], []);
     await done;
@@ -332,14 +396,20 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
   it('finishes one delivery holding several copies for one receiver when the first of them is busy', async () => {
     store = open({ window: 64 });
     const other = store.connect();
-    const interceptor = new OutboundInterceptor(store.connect(), { busyRetryMs: 5 });
+    const flaky = new FlakyHistory(store.connect());
+    const interceptor = new OutboundInterceptor(flaky, { busyRetryMs: 5 });
     expect(await other.claim([key(1, 's1', 'r1')])).toEqual(['deliver']);
     // A room feed releasing a run of held events hands them over in one call.
     const done = interceptor.deliver([...sockets.delivery('s1', 1, ['r1']), ...sockets.delivery('s1', 2, ['r1']), ...sockets.delivery('s1', 3, ['r1'])]);
-    await sleep(30);
+    let finished = false;
+    void done.then(() => (finished = true), () => {});
+    // The case under test: 1 came back busy, and 2 and 3 gave their locks back to wait behind it.
+    await vi.waitFor(() => expect(flaky.settles[0]).toEqual({ written: [], abandoned: [key(2), key(3)] }), UNTIL);
+    expect(flaky.claims[0]).toEqual({ keys: [key(1), key(2), key(3)], outcomes: ['busy', 'deliver', 'deliver'] });
     await other.settle([key(1, 's1', 'r1')], []);
-    const outcome = await Promise.race([done.then(() => 'done'), sleep(2_000).then(() => 'stuck')]);
-    expect(outcome).toBe('done');
+    // Now nobody else holds a lock on any of the three: the delivery can finish, and a wait that runs out is a deadlock.
+    await vi.waitFor(() => expect(finished).toBe(true), UNTIL);
+    await done;
     expect(sockets.get('r1').frames).toEqual(['s1#2', 's1#3']);
     expect(interceptor.stats).toEqual({ written: 2, dropped: 1, abandoned: 0 });
   });
@@ -354,8 +424,8 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     });
     const first = interceptor.deliver(sockets.delivery('s1', 1, ['r1']));
     const second = interceptor.deliver(sockets.delivery('s1', 2, ['r1', 'r2']));
-    for (let i = 0; i < 200 && sockets.get('r2').frames.length === 0; i++) await sleep(5);
-    expect(sockets.get('r2').frames).toEqual(['s1#2']);
+    await vi.waitFor(() => expect(sockets.get('r2').frames).toEqual(['s1#2']), UNTIL);
+    // The first claim is not answered yet, so r1 has nothing, 2 included.
     expect(sockets.get('r1').frames).toEqual([]);
     answer();
     await Promise.all([first, second]);
@@ -472,19 +542,37 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     expect(interceptor.stats).toEqual({ written: 4, dropped: 1, abandoned: 0 });
   });
 
-  it('rejects when the copies were written but could not be recorded', async () => {
+  it('records copies it wrote even when the first settle fails, so a redelivery after their locks expired is dropped', async () => {
     store = open({ window: 64 });
     const flaky = new FlakyHistory(store.connect());
-    const interceptor = new OutboundInterceptor(flaky);
-    flaky.failSettles = 1;
-    await expect(interceptor.deliver(sockets.delivery('s1', 1, ['r1']))).rejects.toThrow('history down');
+    const interceptor = new OutboundInterceptor(flaky, { settleRetryMs: 5 });
+    flaky.failSettles = 2;
+    await interceptor.deliver(sockets.delivery('s1', 1, ['r1']));
+    expect(flaky.failedSettles).toBe(2);
+    expect(flaky.settles).toEqual([{ written: [key(1)], abandoned: [] }]);
+    // Had it not been recorded, the lock would be all that kept a redelivery out, and only until its PX.
+    await store.expire({ lock: key(1) }, LONG_LOCK_MS);
+    await interceptor.deliver(sockets.delivery('s1', 1, ['r1']));
     expect(sockets.get('r1').frames).toEqual(['s1#1']);
-    expect(interceptor.stats).toEqual({ written: 1, dropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 1, dropped: 1, abandoned: 0 });
+  });
+
+  it('gives up recording what it wrote once closed, and rejects', async () => {
+    store = open({ window: 64 });
+    const flaky = new FlakyHistory(store.connect());
+    const interceptor = new OutboundInterceptor(flaky, { settleRetryMs: 5 });
+    flaky.failSettles = Infinity;
+    const done = interceptor.deliver(sockets.delivery('s1', 1, ['r1']));
+    // Tried again at least once: it does not give up on its own.
+    await vi.waitFor(() => expect(flaky.failedSettles).toBeGreaterThanOrEqual(2), UNTIL);
+    interceptor.close();
+    await expect(done).rejects.toThrow('history down');
+    expect(sockets.get('r1').frames).toEqual(['s1#1']);
   });
 });
 
 describe('RedisHistory on Redis', () => {
-  let store: ReturnType<typeof redisStore>;
+  let store: RedisStore;
   let sockets: Sockets;
   beforeEach(() => {
     sockets = new Sockets();
@@ -547,11 +635,12 @@ describe('RedisHistory on Redis', () => {
   });
 
   it('releases a lock only while its owner still holds it', async () => {
-    store = redisStore({ window: 64, lockTtlMs: 200 });
+    store = redisStore({ window: 64, lockTtlMs: SHORT_TTL_MS });
     const a = store.connect();
-    const b = store.connect();
+    // b's lock must outlive the checks below.
+    const b = store.connect(LONG_LOCK_MS);
     expect(await a.claim([key(1)])).toEqual(['deliver']);
-    await sleep(400);
+    await store.expire({ lock: key(1) }, SHORT_TTL_MS);
     expect(await b.claim([key(1)])).toEqual(['deliver']);
     // a's lock expired and b holds the key now: a's release must leave b's lock alone.
     await a.settle([], [key(1)]);

@@ -21,9 +21,12 @@ export interface InterceptorStats {
 export interface OutboundInterceptorOptions {
   /** Pause before asking again about a copy another consumer holds the lock of. */
   busyRetryMs?: number;
+  /** Pause before trying again to record copies that were written when the history failed to. */
+  settleRetryMs?: number;
 }
 
 const DEFAULT_BUSY_RETRY_MS = 20;
+const DEFAULT_SETTLE_RETRY_MS = 200;
 
 interface Deferred {
   promise: Promise<void>;
@@ -72,12 +75,20 @@ export class OutboundInterceptor {
   readonly stats: InterceptorStats = { written: 0, dropped: 0, abandoned: 0 };
   readonly #history: DeliveryHistory;
   readonly #busyRetryMs: number;
+  readonly #settleRetryMs: number;
+  #closed = false;
   /** The last copy handed in for each receiver, while it is unfinished. */
   readonly #tails = new Map<string, Slot>();
 
   constructor(history: DeliveryHistory, opts: OutboundInterceptorOptions = {}) {
     this.#history = history;
     this.#busyRetryMs = opts.busyRetryMs ?? DEFAULT_BUSY_RETRY_MS;
+    this.#settleRetryMs = opts.settleRetryMs ?? DEFAULT_SETTLE_RETRY_MS;
+  }
+
+  /** Stop retrying records (the gateway is stopping): deliveries still waiting on one reject. */
+  close(): void {
+    this.#closed = true;
   }
 
   /**
@@ -85,6 +96,7 @@ export class OutboundInterceptor {
    * and every copy not yet delivered is written. Resolves when all are written, dropped or abandoned.
    * Rejects when a history call fails, writing nothing it has not claimed; the caller must not ack, and the
    * broker's redelivery finishes the job. Later deliveries to the same receivers then reject too, to keep order.
+   * Copies it wrote are the exception: it records them however long the history takes to come back (see #settle).
    */
   async deliver(copies: readonly OutboundCopy[]): Promise<void> {
     // Queue places are taken now, synchronously, so that call order is write order.
@@ -100,7 +112,7 @@ export class OutboundInterceptor {
         const results = await Promise.allSettled(
           round.map((slot, i) => this.#resolve(slot, outcomes[i]!, first, written, released)),
         );
-        if (written.length > 0 || released.length > 0) await this.#history.settle(written, released);
+        if (written.length > 0 || released.length > 0) await this.#settle(written, released);
         const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failure) throw failure.reason;
         round = slots.filter((s) => s.open);
@@ -109,6 +121,30 @@ export class OutboundInterceptor {
     } catch (err) {
       for (const slot of slots) if (slot.open) this.#fail(slot, err);
       throw err;
+    }
+  }
+
+  /**
+   * Written frames are on the wire: were their record lost, a redelivery would write them again once their locks
+   * expire. So a failed settle is tried again (the delivery stays unacked meanwhile) until it succeeds or the
+   * interceptor is closed; the locks of abandoned copies are left to expire.
+   */
+  async #settle(written: DeliveryKey[], released: DeliveryKey[]): Promise<void> {
+    try {
+      await this.#history.settle(written, released);
+    } catch (err) {
+      if (written.length === 0) throw err;
+      let last = err;
+      while (!this.#closed) {
+        await sleep(this.#settleRetryMs);
+        try {
+          await this.#history.settle(written, []);
+          return;
+        } catch (again) {
+          last = again;
+        }
+      }
+      throw last;
     }
   }
 

@@ -6,6 +6,8 @@ export interface MemoryHistoryOptions {
   window: number;
   /** How long a claim's lock lives if it is never settled (as PX does in the Redis engine). */
   lockTtlMs?: number;
+  /** The clock locks and retain() TTLs run on (tests move it by hand). */
+  now?: () => number;
 }
 
 const DEFAULT_LOCK_TTL_MS = 30_000;
@@ -66,6 +68,7 @@ interface ReceiverHistory {
 export class MemoryHistory implements DeliveryHistory {
   readonly #window: number;
   readonly #lockTtlMs: number;
+  readonly #now: () => number;
   readonly #receivers = new Map<string, ReceiverHistory>();
   /** Lock key -> expiry time. */
   readonly #locks = new Map<string, number>();
@@ -77,13 +80,14 @@ export class MemoryHistory implements DeliveryHistory {
     this.#window = opts.window;
     this.#lockTtlMs = opts.lockTtlMs ?? DEFAULT_LOCK_TTL_MS;
     assertPositiveInteger('lockTtlMs', this.#lockTtlMs);
-    this.#sweeper = setInterval(() => this.#sweep(Date.now()), SWEEP_INTERVAL_MS).unref();
+    this.#now = opts.now ?? Date.now;
+    this.#sweeper = setInterval(() => this.#sweep(this.#now()), SWEEP_INTERVAL_MS).unref();
   }
 
   async claim(keys: readonly DeliveryKey[]): Promise<ClaimOutcome[]> {
     this.#assertOpen();
     assertKeys(keys);
-    const now = Date.now();
+    const now = this.#now();
     return keys.map((key) => {
       const lock = lockKey(key);
       if ((this.#locks.get(lock) ?? 0) > now) return 'busy';
@@ -97,7 +101,7 @@ export class MemoryHistory implements DeliveryHistory {
     this.#assertOpen();
     assertKeys(written);
     assertKeys(abandoned);
-    const now = Date.now();
+    const now = this.#now();
     for (const key of written) {
       let receiver = this.#receiver(key.receiver, now);
       if (!receiver) {
@@ -114,7 +118,7 @@ export class MemoryHistory implements DeliveryHistory {
 
   async retain(receiver: string, ttlMs: number): Promise<void> {
     this.#assertOpen();
-    const now = Date.now();
+    const now = this.#now();
     const history = this.#receiver(receiver, now) ?? { windows: new Map(), expiresAt: Infinity };
     history.expiresAt = now + ttlMs;
     this.#receivers.set(receiver, history);
