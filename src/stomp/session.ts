@@ -101,6 +101,16 @@ export class StompSession {
     return !this.closed;
   }
 
+  /** Frames received and waiting for their turn to be handled (bounded by maxQueuedFrames). */
+  get queuedFrames(): number {
+    return this.queued;
+  }
+
+  /** Outbound bytes written but not yet taken by the socket (bounded by maxPendingBytes). */
+  get pendingBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
   /**
    * Write a MESSAGE for a subscription; returns its message-id, or null when the session is gone. A consumer
    * too slow to drain its socket is ended rather than buffered without bound. Pass the same message object to
