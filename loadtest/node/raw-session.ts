@@ -43,8 +43,11 @@ export class RawSession {
       this.wake();
     });
     let error = '';
+    let opened = false;
+    ws.once('open', () => (opened = true));
     ws.on('close', (code, reason) => {
-      if (!this.closing && !this.ending) {
+      // Before the upgrade was answered, open() tells a refusal from no answer.
+      if (opened && !this.closing && !this.ending) {
         this.ending = 'closed';
         this.endDetail = `close ${code} ${reason.toString()} ${error}`.trim();
       }

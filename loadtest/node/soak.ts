@@ -50,7 +50,7 @@ export const SOAK_DEFAULTS = {
   sendEveryMs: 500,
   attackBoundMs: 150_000,
   answerMs: 10_000,
-  idleMs: 45_000,
+  idleMs: 30_000,
   seed: 20261129,
 } as const;
 
