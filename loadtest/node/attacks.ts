@@ -98,9 +98,14 @@ async function badHeartBeat(ctx: AttackContext, value: string): Promise<AttackRe
 const TX_BYTES = 8 * 1048576;
 /** The largest RECEIPT a client can ask for is one header line under MAX_HEADER_BYTES (8 KiB by default). */
 const RECEIPT_ID_BYTES = 8000;
-/** A never-reading client asks for this much in RECEIPTs, twice the default MAX_PENDING_BYTES and then some. */
-const NEVER_READ_BYTES = 12 * 1048576;
-const NEVER_READ_FLOOD_MS = 20_000;
+/**
+ * A never-reading client asks for this much in RECEIPTs: the kernel's socket buffers take several MB before the
+ * gateway holds any, and MAX_PENDING_BYTES (4 MiB) must be passed well beyond them.
+ */
+const NEVER_READ_BYTES = 24 * 1048576;
+const NEVER_READ_FLOOD_MS = 30_000;
+/** Of the rate limit: a busy gateway may see two of the client's one-second batches in one of its windows. */
+const NEVER_READ_RATE_SHARE = 0.6;
 /**
  * Past any WebSocket message bound a gateway may set: 4 x MAX_FRAME_BYTES (256 KiB) at first, MAX_WS_MESSAGE_BYTES
  * (2 MiB) once relay frames may be larger than chat frames.
@@ -232,7 +237,7 @@ export const ATTACKS: AttackKind[] = [
       const s = await connected(ctx, {}, false);
       if (!s.connected) return notConnected(s);
       s.pauseReading();
-      const perSecond = Math.floor(ctx.limits.ratePerSecond * 0.9);
+      const perSecond = Math.floor(ctx.limits.ratePerSecond * NEVER_READ_RATE_SHARE);
       const frame = (i: number): string => encodeFrame('SEND', { destination: '/topic/soak.sink', receipt: `${i}-${'r'.repeat(RECEIPT_ID_BYTES)}` }, 'x');
       // A WebSocket message stays well under the gateway's largest (4 frames' worth).
       const perMessage = Math.max(1, Math.floor((ctx.limits.maxFrameBytes * 2) / frame(0).length));
