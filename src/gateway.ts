@@ -241,6 +241,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     },
     { log, metrics, audit },
   );
+  metrics.gauge('chat_queued_frames', 'Inbound frames waiting to be handled, all sessions.', () => stomp.backlog().queuedFrames);
+  metrics.gauge('chat_queued_frames_max', 'Inbound frames waiting in the busiest session (bound: 2 x RATE_LIMIT_PER_S).', () => stomp.backlog().maxQueuedFrames);
+  metrics.gauge('chat_pending_bytes', 'Outbound bytes not yet taken by the sockets, all sessions.', () => stomp.backlog().pendingBytes);
+  metrics.gauge('chat_pending_bytes_max', 'Outbound bytes waiting in the slowest session (bound: MAX_PENDING_BYTES).', () => stomp.backlog().maxPendingBytes);
   await new Promise<void>((resolve, reject) => {
     http.once('error', reject);
     http.listen(config.PORT, config.HOST, resolve);

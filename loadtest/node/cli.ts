@@ -6,6 +6,7 @@
  *   tsx loadtest/node/cli.ts connections [--services embedded|real] [--clients 15000] [--heartbeat 10000] [--idle 10]
  *   tsx loadtest/node/cli.ts resume      [--services embedded|real] [--missed 300] [--iterations 50] [--drop-wait 0] [--overlap 0]
  *   tsx loadtest/node/cli.ts cpu-budget  [--services embedded|real] [--rates 0.5,1] [--duration 15] (fan-out options as above)
+ *   tsx loadtest/node/cli.ts soak        [--services embedded|real] [--sessions 2000] [--concurrency 100] [--honest 20] [--kinds a,b]
  *
  * Common: --workers N (generator processes), --url http://host:port [--pid N] (a gateway already running),
  * --profile (the started gateway writes a V8 CPU profile under loadtest/results/profiles), --env K=V,K=V.
@@ -18,6 +19,8 @@ import { FanoutSession, printFanout, sweep } from './fanout.ts';
 import { summarizeProfile } from './profile.ts';
 import { writeResult } from './report.ts';
 import { printResume, runResume } from './resume.ts';
+import { printSoak, runSoak, SOAK_DEFAULTS } from './soak.ts';
+import { loadConfig } from '../../src/config.ts';
 import { startTarget, type TargetName } from './target-process.ts';
 
 const { positionals, values } = parseArgs({
@@ -48,17 +51,22 @@ const { positionals, values } = parseArgs({
     'drop-wait': { type: 'string', default: '0' },
     overlap: { type: 'string', default: '0' },
     rates: { type: 'string', default: '0.5,1' },
+    sessions: { type: 'string', default: String(SOAK_DEFAULTS.sessions) },
+    concurrency: { type: 'string', default: String(SOAK_DEFAULTS.concurrency) },
+    honest: { type: 'string', default: String(SOAK_DEFAULTS.honest) },
+    kinds: { type: 'string' },
   },
 });
 
 const num = (v: string | undefined): number => Number(v);
 const scenario = positionals[0];
 const services = values.services === 'real' ? 'real' : 'embedded';
-/** The bench gateway's settings: no per-session rate limit or connection cap in the way of a load run (see BENCHMARKS.md). */
+/**
+ * The bench gateway's settings: no per-session rate limit or connection cap in the way of a load run (see
+ * BENCHMARKS.md); the soak attacks the gateway as it ships, limits included.
+ */
 const env: Record<string, string> = {
-  RATE_LIMIT_PER_S: '100000',
-  MAX_CONNECTIONS: '16000',
-  MAX_CONNECTIONS_PER_USER: '1000',
+  ...(scenario === 'soak' ? {} : { RATE_LIMIT_PER_S: '100000', MAX_CONNECTIONS: '16000', MAX_CONNECTIONS_PER_USER: '1000' }),
   ...Object.fromEntries(values.env.split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string])),
 };
 const running = await startTarget(values.target as TargetName, { services, url: values.url, pid: values.pid ? num(values.pid) : undefined, env, cpuProfile: values.profile });
@@ -119,8 +127,31 @@ try {
       console.log(`\nwrote ${writeResult('resume', { env, machine, result: r })}`);
       break;
     }
+    case 'soak': {
+      if (target.kind !== 'gateway') throw new Error('soak runs against the gateway only');
+      // The attacked gateway's limits: its configuration's defaults with --env on top (for --url, pass its settings there).
+      const config = loadConfig(env);
+      const limits = {
+        ratePerSecond: config.RATE_LIMIT_PER_S,
+        maxFrameBytes: config.MAX_FRAME_BYTES,
+        maxPendingBytes: config.MAX_PENDING_BYTES,
+        maxQueuedFrames: config.RATE_LIMIT_PER_S * 2,
+      };
+      const r = await runSoak({
+        ...SOAK_DEFAULTS,
+        target,
+        limits,
+        sessions: num(values.sessions),
+        concurrency: num(values.concurrency),
+        honest: num(values.honest),
+        kinds: values.kinds?.split(','),
+      });
+      printSoak(r, limits);
+      console.log(`\nwrote ${writeResult('soak', { env, machine, result: r })}`);
+      break;
+    }
     default:
-      throw new Error(`unknown scenario ${scenario ?? '(none)'}: fanout, sweep, connections, resume or cpu-budget`);
+      throw new Error(`unknown scenario ${scenario ?? '(none)'}: fanout, sweep, connections, resume, cpu-budget or soak`);
   }
 } finally {
   const profile = await running.stop();

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePorts } from '../../scripts/gateway-process.ts';
 import { createTempPostgres } from '../../scripts/temp-postgres.ts';
@@ -55,6 +55,7 @@ export async function spawnGateway(options: GatewayProcessOptions): Promise<Gate
     ...options.env,
   };
   if (options.cpuProfileDir) await mkdir(options.cpuProfileDir, { recursive: true });
+  await mkdir(dirname(options.logFile), { recursive: true });
   const args = [
     ...(options.cpuProfileDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfileDir] : []),
     '--import',

@@ -40,3 +40,18 @@ export async function createGroupRoom(baseUrl: string, name: string, members: Lo
 
 /** A unique, valid username prefix for one run (usernames are at most 32 characters of [A-Za-z0-9_.-]). */
 export const runPrefix = (tag: string): string => `${tag}${Date.now().toString(36)}${Math.floor(Math.random() * 1296).toString(36)}_`;
+
+/** A room's stored events in seq order (GET /api/rooms/:id/messages, every page). */
+export async function roomEvents(baseUrl: string, token: string, roomId: string): Promise<Array<{ type: string; seq: number; id: string; text?: string }>> {
+  const all: Array<{ type: string; seq: number; id: string; text?: string }> = [];
+  for (;;) {
+    const res = await fetch(`${baseUrl}/api/rooms/${roomId}/messages?after=${all.at(-1)?.seq ?? 0}&limit=500`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (!res.ok) throw new Error(`GET messages of room ${roomId}: ${res.status}`);
+    const page = (await res.json()) as typeof all;
+    all.push(...page);
+    if (page.length < 500) return all;
+  }
+}

@@ -49,6 +49,18 @@ export class StompServer {
     });
   }
 
+  /** What every session has queued, inbound frames and outbound bytes: the sum and the largest one (for /metrics). */
+  backlog(): { queuedFrames: number; maxQueuedFrames: number; pendingBytes: number; maxPendingBytes: number } {
+    const b = { queuedFrames: 0, maxQueuedFrames: 0, pendingBytes: 0, maxPendingBytes: 0 };
+    for (const s of this.sessions) {
+      b.queuedFrames += s.queuedFrames;
+      b.maxQueuedFrames = Math.max(b.maxQueuedFrames, s.queuedFrames);
+      b.pendingBytes += s.pendingBytes;
+      b.maxPendingBytes = Math.max(b.maxPendingBytes, s.pendingBytes);
+    }
+    return b;
+  }
+
   /** Refuse new connections (graceful shutdown). */
   stopAccepting(): void {
     this.accepting = false;

@@ -171,6 +171,16 @@ export class StompSession {
     return !this.closed;
   }
 
+  /** Frames received and waiting for their turn to be handled (bounded by maxQueuedFrames). */
+  get queuedFrames(): number {
+    return this.queued;
+  }
+
+  /** Outbound bytes written but not yet taken by the socket (bounded by maxPendingBytes). */
+  get pendingBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
   /**
    * The handler's connect names the authenticated user here, before it sets anything up: the session then counts
    * toward the user's sessions, and one over MAX_CONNECTIONS_PER_USER is refused (ERROR, closed) by the throw.
