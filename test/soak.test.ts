@@ -1,3 +1,4 @@
+import { TEST_RATE_LIMITS } from './support/gateway.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -26,6 +27,8 @@ describe('soak: every finding of the hardening issue at once, against one gatewa
     REDIS_URL: '',
     JWT_SECRET: randomBytes(32).toString('hex'),
     LOG_LEVEL: 'warn',
+    // Every session signs up from 127.0.0.1; the sign-up and login limits are another test's.
+    ...TEST_RATE_LIMITS,
   };
   const config = loadConfig(env);
   const limits: SoakLimits = {
