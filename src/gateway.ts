@@ -99,6 +99,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       })
     : new MemoryBroker({ queueMaxLength: config.QUEUE_MAX_LENGTH });
   const redis = config.REDIS_URL ? new Redis(config.REDIS_URL, { maxRetriesPerRequest: 2 }) : undefined;
+  // ioredis reconnects by itself; without a listener each failed attempt is printed as an unhandled error event.
+  redis?.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
   const history: DeliveryHistory = redis
     ? new RedisHistory({ redis, window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS })
     : new MemoryHistory({ window: config.HISTORY_WINDOW, lockTtlMs: LOCK_TTL_MS });
