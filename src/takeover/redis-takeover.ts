@@ -58,6 +58,8 @@ export class RedisTakeover implements Takeover {
     this.renewScript = defineScript(opts.redis, 'takeoverRenew', RENEW_LUA);
     this.releaseScript = defineScript(opts.redis, 'takeoverRelease', RELEASE_LUA);
     this.subscriber = opts.redis.duplicate();
+    // It reconnects and resubscribes by itself; the gateway logs the main connection's errors, which share its cause.
+    this.subscriber.on('error', () => {});
     this.subscriber.on('message', (_channel: string, holder: string) => this.watchers.get(holder)?.());
   }
 
