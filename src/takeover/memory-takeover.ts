@@ -1,14 +1,15 @@
 import type { Takeover } from './takeover.ts';
+import { Watchers } from './watchers.ts';
 
 /** The embedded engine: one process, so every holder is local. */
 export class MemoryTakeover implements Takeover {
   private readonly holders = new Map<string, string>();
-  private readonly watchers = new Map<string, () => void>();
+  private readonly watchers = new Watchers();
 
   async claim(historyId: string, holder: string): Promise<void> {
     const previous = this.holders.get(historyId);
     this.holders.set(historyId, holder);
-    if (previous !== undefined && previous !== holder) this.watchers.get(previous)?.();
+    if (previous !== undefined && previous !== holder) this.watchers.tell(previous);
   }
 
   async renew(): Promise<void> {
@@ -20,10 +21,7 @@ export class MemoryTakeover implements Takeover {
   }
 
   watch(holder: string, onTakenOver: () => void): () => void {
-    this.watchers.set(holder, onTakenOver);
-    return () => {
-      if (this.watchers.get(holder) === onTakenOver) this.watchers.delete(holder);
-    };
+    return this.watchers.watch(holder, onTakenOver);
   }
 
   async close(): Promise<void> {

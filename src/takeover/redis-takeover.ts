@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { defineScript, type RedisScript } from '../redis-script.ts';
 import type { Takeover } from './takeover.ts';
+import { Watchers } from './watchers.ts';
 
 export interface RedisTakeoverOptions {
   redis: Redis;
@@ -42,7 +43,7 @@ return 1
  * the old holder's gateway channel `<prefix>c:<gatewayId>`, which each gateway subscribes to on a connection of its own.
  */
 export class RedisTakeover implements Takeover {
-  private readonly watchers = new Map<string, () => void>();
+  private readonly watchers = new Watchers();
   private readonly subscriber: Redis;
   private readonly claimScript: RedisScript;
   private readonly renewScript: RedisScript;
@@ -60,7 +61,7 @@ export class RedisTakeover implements Takeover {
     this.subscriber = opts.redis.duplicate();
     // It reconnects and resubscribes by itself; the gateway logs the main connection's errors, which share its cause.
     this.subscriber.on('error', () => {});
-    this.subscriber.on('message', (_channel: string, holder: string) => this.watchers.get(holder)?.());
+    this.subscriber.on('message', (_channel: string, holder: string) => this.watchers.tell(holder));
   }
 
   async claim(historyId: string, holder: string): Promise<void> {
@@ -78,10 +79,7 @@ export class RedisTakeover implements Takeover {
   }
 
   watch(holder: string, onTakenOver: () => void): () => void {
-    this.watchers.set(holder, onTakenOver);
-    return () => {
-      if (this.watchers.get(holder) === onTakenOver) this.watchers.delete(holder);
-    };
+    return this.watchers.watch(holder, onTakenOver);
   }
 
   async close(): Promise<void> {
