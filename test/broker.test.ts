@@ -1,6 +1,10 @@
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { type ChannelModel, connect } from 'amqplib';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { type Channel, type ChannelModel, type ConsumeMessage, connect } from 'amqplib';
+import { pino } from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AmqpBroker } from '../src/broker/amqp-broker.ts';
 import {
   type Broker,
@@ -12,7 +16,7 @@ import {
   QueueFullError,
 } from '../src/broker/broker.ts';
 import { MemoryBroker } from '../src/broker/memory-broker.ts';
-import { createLogger } from '../src/logger.ts';
+import { createLogger, type Logger } from '../src/logger.ts';
 import { startTcpProxy } from './support/tcp-proxy.ts';
 
 /** Every name this run creates on the shared RabbitMQ starts with this. */
@@ -26,6 +30,10 @@ const QUEUE_MAX_LENGTH = 1000;
 interface EngineOptions {
   queueMaxLength: number;
   rpcTimeoutMs: number;
+  /** AmqpBroker only. */
+  confirmTimeoutMs?: number;
+  heartbeatS?: number;
+  log?: Logger;
 }
 
 interface Engine {
@@ -43,9 +51,9 @@ const memoryEngine: Engine = {
 
 const amqpEngine: Engine = {
   name: 'amqp',
-  create: (gatewayId, port, options) =>
+  create: (gatewayId, port, { heartbeatS, ...options }) =>
     new AmqpBroker({
-      url: rabbitUrl(port),
+      url: heartbeatS === undefined ? rabbitUrl(port) : `${rabbitUrl(port)}?heartbeat=${heartbeatS}`,
       gatewayId,
       prefetch: 100,
       queueExpiresMs: 60_000,
@@ -106,12 +114,14 @@ function fixture(engine: Engine) {
     async gateway(options: { port?: number; autoAck?: boolean } & Partial<EngineOptions> = {}): Promise<Gateway> {
       const id = `${RUN}-${++n}`;
       gatewayIds.push(id);
-      const broker = engine.create(id, options.port ?? RABBIT_PORT, {
+      const { port, autoAck, ...engineOptions } = options;
+      const broker = engine.create(id, port ?? RABBIT_PORT, {
+        ...engineOptions,
         queueMaxLength: options.queueMaxLength ?? QUEUE_MAX_LENGTH,
         rpcTimeoutMs: options.rpcTimeoutMs ?? 5_000,
       });
       brokers.push(broker);
-      const topic = recorder(options.autoAck ?? true);
+      const topic = recorder(autoAck ?? true);
       await broker.start(topic.handler);
       return { id, broker, topic };
     },
@@ -649,5 +659,268 @@ describe('AmqpBroker through a failing network', () => {
     await expect(g.broker.publish('chat', `${f.namespace()}.x`, message('x'))).rejects.toBeInstanceOf(
       BrokerUnavailableError,
     );
+  });
+});
+
+/** The engine's own handles on its connection and consumer channels, for faults no client could cause through the Broker API. */
+interface AmqpInternals {
+  link: { conn: EventEmitter } | null;
+  consumers: Set<{ attachment: { channel: Channel } | null }>;
+}
+const internals = (broker: Broker): AmqpInternals => broker as unknown as AmqpInternals;
+
+/** How many consumers RabbitMQ has on `queue`, seen from the test's own connection; 0 when the queue does not exist. */
+async function consumerCount(queue: string): Promise<number> {
+  return withRabbit(async (conn) => {
+    const ch = await conn.createChannel();
+    ch.on('error', () => {});
+    try {
+      return (await ch.checkQueue(queue)).consumerCount;
+    } catch {
+      return 0;
+    }
+  });
+}
+
+/** A free port where nothing listens (it was free a moment ago). */
+async function deadPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('AmqpBroker faults from RabbitMQ and the network', () => {
+  const f = fixture(amqpEngine);
+  let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
+  beforeAll(async () => {
+    proxy = await startTcpProxy(RABBIT_PORT);
+  });
+  afterEach(async () => {
+    proxy.resume();
+    await f.cleanup();
+    // The connections of this test, held or silenced, must not leak into the next.
+    proxy.dropAll();
+  });
+  afterAll(() => proxy.close());
+
+  it('rejects a publish whose confirm never comes within confirmTimeoutMs, and close() does not wait on it', async () => {
+    const g = await f.gateway({ port: proxy.port, confirmTimeoutMs: 300, rpcTimeoutMs: 500 });
+    const ns = f.namespace();
+    await g.broker.bind('chat', `${ns}.#`);
+    await g.broker.publish('chat', `${ns}.before`, message('before'));
+    await until(() => g.topic.got.length === 1, 'the delivery before the silence');
+
+    // RabbitMQ gets the publishes and confirms them; the confirms never come back.
+    proxy.silence();
+    const unconfirmed = g.broker.publish('chat', `${ns}.unconfirmed`, message('unconfirmed'));
+    await expect(settledWithin(unconfirmed, 5_000)).rejects.toThrow(new BrokerUnavailableError('no publisher confirm within 300 ms'));
+    await expect(unconfirmed).rejects.toBeInstanceOf(BrokerUnavailableError);
+
+    const inFlight = g.broker.publish('chat', `${ns}.in-flight`, message('in flight'));
+    const closing = g.broker.close();
+    await expect(settledWithin(inFlight, 5_000)).rejects.toBeInstanceOf(BrokerUnavailableError);
+    await settledWithin(closing, 5_000);
+    expect(g.broker.health()).toBe('down');
+    expect(texts(g.topic.got)).toEqual(['before']);
+  });
+
+  it('rejects a publish RabbitMQ nacks, and later publishes on the same link still confirm', async () => {
+    const g = await f.gateway();
+    const health: BrokerHealth[] = [];
+    g.broker.onHealth((h) => health.push(h));
+    const ns = f.namespace();
+    const full = f.queue();
+    // Another client's bounded queue on the chat exchange: once full, RabbitMQ nacks what would be routed to it.
+    await withRabbit(async (conn) => {
+      const ch = await conn.createChannel();
+      await ch.assertQueue(full, { durable: false, maxLength: 1, arguments: { 'x-overflow': 'reject-publish' } });
+      await ch.bindQueue(full, 'chat.events', `${ns}.full`);
+      await ch.close();
+    });
+    await g.broker.bind('chat', `${ns}.open`);
+    await g.broker.publish('chat', `${ns}.full`, message('fills it'));
+
+    const refused = await g.broker.publish('chat', `${ns}.full`, message('refused')).then(() => null, (err: unknown) => err);
+    expect(refused).toBeInstanceOf(BrokerUnavailableError);
+    expect((refused as Error).message).toBe('publish refused by the broker');
+
+    await settledWithin(g.broker.publish('chat', `${ns}.open`, message('after-1')), 5_000);
+    await settledWithin(g.broker.publish('chat', `${ns}.open`, message('after-2')), 5_000);
+    await until(() => g.topic.got.length === 2, 'the deliveries after the nack');
+    expect(texts(g.topic.got)).toEqual(['after-1', 'after-2']);
+    expect(health).toEqual([]);
+  });
+
+  // A real memory alarm (rabbitmqctl set_vm_memory_high_watermark) blocks every publisher on the node, and the node is
+  // shared with other test runs: here RabbitMQ's side is simulated. The proxy stops forwarding what the engine sends,
+  // as RabbitMQ stops reading a blocked connection, and the connection gets amqplib's blocked/unblocked events.
+  it('logs a blocked connection, fails publishes within the confirm bound while blocked, and confirms again once unblocked (simulated)', async () => {
+    const lines: Array<{ msg: string; reason?: string }> = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const g = await f.gateway({ port: proxy.port, confirmTimeoutMs: 300, log });
+    const health: BrokerHealth[] = [];
+    g.broker.onHealth((h) => health.push(h));
+    const ns = f.namespace();
+    await g.broker.bind('chat', `${ns}.#`);
+    const conn = internals(g.broker).link!.conn;
+
+    proxy.hold();
+    conn.emit('blocked', 'low on memory');
+    await expect(settledWithin(g.broker.publish('chat', `${ns}.blocked`, message('while blocked')), 5_000)).rejects.toThrow(
+      new BrokerUnavailableError('no publisher confirm within 300 ms'),
+    );
+
+    conn.emit('unblocked');
+    proxy.release();
+    await settledWithin(g.broker.publish('chat', `${ns}.after`, message('after')), 5_000);
+    await until(() => texts(g.topic.got).includes('after'), 'the delivery after the block');
+    // RabbitMQ read the timed-out publish once unblocked: a publish that failed its confirm may still be delivered.
+    expect(texts(g.topic.got)).toEqual(['while blocked', 'after']);
+    expect(health).toEqual([]);
+    expect(lines.filter((l) => /blocked/.test(l.msg)).map((l) => [l.msg, l.reason])).toEqual([
+      ['RabbitMQ blocked publishing', 'low on memory'],
+      ['RabbitMQ unblocked publishing', undefined],
+    ]);
+  });
+
+  it('declares a queue again when RabbitMQ cancels its consumer (queue deleted), and the same consumer goes on, nothing twice', async () => {
+    const g = await f.gateway();
+    const health: BrokerHealth[] = [];
+    g.broker.onHealth((h) => health.push(h));
+    const q = f.queue();
+    const c = recorder(true);
+    await g.broker.consume(q, 10, c.handler);
+    await g.broker.sendToQueue(q, message('before'));
+    await until(() => c.got.length === 1, 'the delivery before the deletion');
+
+    await withRabbit(async (conn) => {
+      const ch = await conn.createChannel();
+      await ch.deleteQueue(q);
+      await ch.close();
+    });
+    await vi.waitFor(async () => expect(await consumerCount(q)).toBe(1), { timeout: WAIT_MS, interval: 50 });
+
+    for (const m of ['after-1', 'after-2', 'end']) await g.broker.sendToQueue(q, message(m));
+    await until(() => texts(c.got).includes('end'), 'the end marker');
+    expect(flagged(c.got)).toEqual([
+      ['before', false],
+      ['after-1', false],
+      ['after-2', false],
+      ['end', false],
+    ]);
+    expect(health).toEqual([]);
+  });
+
+  it('moves the consumers of a channel RabbitMQ closed to another channel; unsettled deliveries come back flagged, none lost or twice', async () => {
+    const g = await f.gateway();
+    const health: BrokerHealth[] = [];
+    g.broker.onHealth((h) => health.push(h));
+    const [q1, q2] = [f.queue(), f.queue()];
+    const a = recorder(false);
+    const b = recorder(false);
+    await g.broker.consume(q1, 10, a.handler);
+    await g.broker.consume(q2, 10, b.handler);
+    await g.broker.sendToQueue(q1, message('a1'));
+    await g.broker.sendToQueue(q1, message('a2'));
+    await g.broker.sendToQueue(q2, message('b1'));
+    await until(() => a.got.length === 2 && b.got.length === 1, 'the deliveries before the channel error');
+    a.got[0]!.ack();
+
+    // Both consumers share one channel. Acking a delivery tag it never handed out makes RabbitMQ close it (406).
+    const channels = new Set([...internals(g.broker).consumers].map((c) => c.attachment!.channel));
+    expect(channels.size).toBe(1);
+    const [channel] = channels;
+    channel!.ack({ fields: { deliveryTag: 999_999 } } as ConsumeMessage);
+    await vi.waitFor(
+      () => expect([...internals(g.broker).consumers].map((c) => c.attachment?.channel !== channel && c.attachment !== null)).toEqual([true, true]),
+      { timeout: WAIT_MS, interval: 20 },
+    );
+
+    await until(() => a.got.length === 3 && b.got.length === 2, 'the redeliveries');
+    // Settling on the closed channel is a no-op; the copies above are the ones to settle.
+    a.got[1]!.ack();
+    b.got[0]!.ack();
+    for (const d of [...a.got.slice(2), ...b.got.slice(1)]) d.ack();
+    await g.broker.sendToQueue(q1, message('a-end'));
+    await g.broker.sendToQueue(q2, message('b-end'));
+    await until(() => a.got.length === 4 && b.got.length === 3, 'the end markers');
+    expect(flagged(a.got)).toEqual([
+      ['a1', false],
+      ['a2', false],
+      ['a2', true],
+      ['a-end', false],
+    ]);
+    expect(flagged(b.got)).toEqual([
+      ['b1', false],
+      ['b1', true],
+      ['b-end', false],
+    ]);
+    expect(health).toEqual([]);
+  });
+
+  it('fails start() at once where nothing listens, and leaves nothing running (the process exits on its own)', async () => {
+    const port = await deadPort();
+    // In a child process: a timer or socket left behind would keep it alive past the deadline.
+    const script = `
+      import { AmqpBroker } from './src/broker/amqp-broker.ts';
+      import { createLogger } from './src/logger.ts';
+      const broker = new AmqpBroker({ url: 'amqp://guest:guest@127.0.0.1:${port}', gatewayId: '${RUN}-dead', prefetch: 1,
+        queueExpiresMs: 60000, queueMaxLength: 10, rpcTimeoutMs: 1000, log: createLogger('silent') });
+      const health = [];
+      broker.onHealth((h) => health.push(h));
+      try {
+        await broker.start(() => {});
+        console.log('started');
+      } catch (err) {
+        console.log(JSON.stringify([err.name, err.code, broker.health(), health]));
+      }`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      expect(await settledWithin(exited, 10_000)).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    expect(JSON.parse(out)).toEqual(['BrokerUnavailableError', 'BROKER_UNAVAILABLE', 'down', []]);
+  });
+
+  it('notices a silent peer by its heart-beat, reports down, and comes back with bindings and consumers once it answers', async () => {
+    const g = await f.gateway({ port: proxy.port, heartbeatS: 1 });
+    const health: BrokerHealth[] = [];
+    g.broker.onHealth((h) => health.push(h));
+    const ns = f.namespace();
+    const q = f.queue();
+    await g.broker.bind('chat', `${ns}.#`);
+    const c = recorder(true);
+    await g.broker.consume(q, 10, c.handler);
+    await g.broker.publish('chat', `${ns}.before`, message('before'));
+    await g.broker.sendToQueue(q, message('q-before'));
+    await until(() => g.topic.got.length === 1 && c.got.length === 1, 'the deliveries before the silence');
+
+    // Nothing RabbitMQ sends arrives, the connection stays open, and no operation is issued to time out.
+    proxy.pause();
+    proxy.silence();
+    await until(() => g.broker.health() === 'down', 'health down');
+    proxy.resume();
+    await until(() => g.broker.health() === 'up', 'health up');
+
+    await g.broker.publish('chat', `${ns}.after`, message('after'));
+    await g.broker.sendToQueue(q, message('q-after'));
+    await until(() => g.topic.got.length === 2 && c.got.length === 2, 'the deliveries after the silence');
+    expect(flagged(g.topic.got)).toEqual([
+      ['before', false],
+      ['after', false],
+    ]);
+    expect(flagged(c.got)).toEqual([
+      ['q-before', false],
+      ['q-after', false],
+    ]);
+    expect(health).toEqual(['down', 'up']);
   });
 });

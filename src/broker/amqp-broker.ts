@@ -13,7 +13,7 @@ import {
   QueueFullError,
 } from './broker.ts';
 import { settleQuietly, toDelivery, toPublishOptions } from './amqp-messages.ts';
-import { closeQuietly, isPreconditionFailed, RpcTimeoutError, within } from './amqp-rpc.ts';
+import { closeConnection, closeQuietly, isPreconditionFailed, RpcTimeoutError, within } from './amqp-rpc.ts';
 
 export interface AmqpBrokerOptions {
   /** amqp:// URL; a `heartbeat` query parameter is added when absent, so a silent peer is noticed. */
@@ -246,7 +246,7 @@ export class AmqpBroker implements Broker {
       // Each confirm wait is bounded by confirmTimeoutMs.
       await Promise.allSettled([...this.confirmsInFlight]);
       link.alive = false;
-      await link.conn.close().catch((err: unknown) => this.log.debug({ err }, 'closing the AMQP connection'));
+      await closeConnection(link.conn, this.rpcTimeoutMs).catch((err: unknown) => this.log.debug({ err }, 'closing the AMQP connection'));
     }
     this.setHealth('down');
   }

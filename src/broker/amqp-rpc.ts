@@ -1,4 +1,5 @@
-import type { Channel } from 'amqplib';
+import type { Duplex } from 'node:stream';
+import type { Channel, ChannelModel } from 'amqplib';
 import { BrokerUnavailableError } from './broker.ts';
 
 /**
@@ -38,5 +39,19 @@ export function closeQuietly(channel: Channel): void {
     channel.close().catch(() => {});
   } catch {
     // Closed already.
+  }
+}
+
+/**
+ * Close a connection, waiting at most `ms` for RabbitMQ's close-ok. amqplib waits for it forever, heart-beat timers
+ * running, so from a silent peer the socket is dropped instead (an error on it is what makes amqplib tidy up).
+ */
+export async function closeConnection(conn: ChannelModel, ms: number): Promise<void> {
+  try {
+    await within(conn.close(), ms, 'closing the connection');
+  } catch (err) {
+    if (!(err instanceof RpcTimeoutError)) throw err;
+    // amqplib keeps its socket out of its types.
+    (conn.connection as unknown as { stream: Duplex }).stream.destroy(err);
   }
 }

@@ -11,6 +11,9 @@ export interface TcpProxy {
   resume(): void;
   /** Stop forwarding what the target sends on every live connection, leaving it open: a service gone silent. New connections are not affected. */
   silence(): void;
+  /** Stop forwarding what clients send on every live connection, keeping it buffered, until release(): a target that stops reading, as RabbitMQ does with a blocked connection. */
+  hold(): void;
+  release(): void;
   close(): Promise<void>;
 }
 
@@ -64,6 +67,15 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     },
     silence: () => {
       for (const { client, upstream } of pairs) upstream.unpipe(client);
+    },
+    hold: () => {
+      for (const { client, upstream } of pairs) {
+        client.unpipe(upstream);
+        client.pause();
+      }
+    },
+    release: () => {
+      for (const { client, upstream } of pairs) client.pipe(upstream);
     },
     close: () => {
       dropAll();
