@@ -307,7 +307,7 @@ export class AmqpBroker implements Broker {
       if (this.closing) throw new Error('broker closed while connecting');
     } catch (err) {
       link.alive = false;
-      conn.close().catch(() => {});
+      closeConnection(conn, this.rpcTimeoutMs).catch(() => {});
       throw err;
     }
     this.link = link;
@@ -372,7 +372,8 @@ export class AmqpBroker implements Broker {
     if (!link.alive) return;
     link.alive = false;
     // Closing returns everything unsettled on the old channels to the queues, flagged redelivered.
-    link.conn.close().catch(() => {});
+    // Bounded: from a silent peer amqplib would wait for close-ok forever, its heart-beat timers running.
+    closeConnection(link.conn, this.rpcTimeoutMs).catch(() => {});
     // A link still being established is not in use: establish() notices and fails on its own.
     if (this.link !== link) return;
     this.link = null;
