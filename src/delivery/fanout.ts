@@ -1,6 +1,8 @@
 import type { Broker, BrokerMessage, Delivery, Exchange } from '../broker/broker.ts';
+import { originOf } from '../broker/messages.ts';
 import { topicMatches } from '../broker/topic-match.ts';
 import type { Logger } from '../logger.ts';
+import { isCopyOf } from './copy.ts';
 import type { OutboundCopy, OutboundInterceptor } from './interceptor.ts';
 
 /** A local subscriber of broker topic traffic: a session's room feed, relay topic or notification queue. */
@@ -64,6 +66,9 @@ export class Fanout {
     const targets = this.match(delivery);
     const copies = targets.flatMap((t) => t.offer(delivery.message));
     if (copies.length === 0) return delivery.ack();
+    // Only the copies of this message: a room feed may release earlier ones it held along with it.
+    const origin = delivery.redelivered ? originOf(delivery.message) : null;
+    if (origin) for (const c of copies) if (isCopyOf(c.key, origin)) c.redelivered = true;
     this.interceptor.deliver(copies).then(
       () => delivery.ack(),
       (err: unknown) => {

@@ -1,0 +1,45 @@
+import { describe, expect, it } from 'vitest';
+import type { BrokerMessage, Delivery } from '../src/broker/broker.ts';
+import { MemoryBroker } from '../src/broker/memory-broker.ts';
+import { originOf } from '../src/broker/messages.ts';
+import { Fanout, directTarget } from '../src/delivery/fanout.ts';
+import { OutboundInterceptor } from '../src/delivery/interceptor.ts';
+import { MemoryHistory } from '../src/delivery/memory-history.ts';
+import { createLogger } from '../src/logger.ts';
+
+const KEY = 'room.r1';
+const message = (seq: number): BrokerMessage => ({ headers: { 'sender-session': 's1', 'sender-seq': String(seq) }, body: Buffer.from(`m${seq}`) });
+
+/** A fan-out with one local subscriber that writes what it gets to `written` (its copies keyed as copyFor keys them). */
+async function harness() {
+  const interceptor = new OutboundInterceptor(new MemoryHistory({ window: 1024 }));
+  const fanout = new Fanout(new MemoryBroker({ queueMaxLength: 100 }), interceptor, createLogger('silent'));
+  const written: string[] = [];
+  await fanout.add(
+    'chat',
+    KEY,
+    directTarget((m) => {
+      const origin = originOf(m)!;
+      return { key: { receiver: 'r', sender: `${origin.session}>/topic/rooms.r1`, seq: origin.seq }, write: () => written.push(m.body.toString()) > 0 };
+    }),
+  );
+  /** Hand the fan-out one delivery and resolve once it is acked. */
+  const deliver = (m: BrokerMessage, redelivered: boolean) =>
+    new Promise<void>((resolve, reject) => {
+      const delivery: Delivery = { message: m, exchange: 'chat', routingKey: KEY, redelivered, ack: resolve, nack: () => reject(new Error('nacked')) };
+      fanout.onDelivery(delivery);
+    });
+  return { interceptor, deliver, written };
+}
+
+describe('Fanout', () => {
+  it('counts a dropped copy of a broker redelivery apart from other dropped copies', async () => {
+    const h = await harness();
+    await h.deliver(message(1), false);
+    await h.deliver(message(1), true); // RabbitMQ hands it out again: its ack was lost
+    await h.deliver(message(1), false); // the same event published again (an outbox sweep), not a redelivery
+    await h.deliver(message(2), true); // redelivered, but never written before: it is written
+    expect(h.written).toEqual(['m1', 'm2']);
+    expect(h.interceptor.stats).toEqual({ written: 2, dropped: 2, redeliveredDropped: 1, abandoned: 0 });
+  });
+});
