@@ -243,13 +243,17 @@ describe('chaos: broker faults and a gateway death under steady traffic', () => 
     clearInterval(sender);
     await victim.exited;
 
-    // Every send is confirmed in the end (retried under its client-msg-id until stored and published).
+    // Every send is confirmed in the end (retried under its client-msg-id until stored and published). A send
+    // answered with an error event is never confirmed: that fails at once, by name, rather than at the deadline.
+    const refusals = () => clients.flatMap((c) => [...c.errors, ...c.stompErrors]);
+    const confirmedOrRefused = () => refusals().length > 0 || clients.every((c) => c.unconfirmed.size === 0);
     const allConfirmed = () =>
-      until(() => clients.every((c) => c.unconfirmed.size === 0), 60_000, 'all sends confirmed').catch((err: Error) => {
+      until(confirmedOrRefused, 60_000, 'all sends confirmed').catch((err: Error) => {
         const stuck = clients.filter((c) => c.unconfirmed.size > 0).map((c) => `client ${c.index}: ${c.describe()}`);
         throw new Error(`${err.message}; ${stuck.join('; ')}`);
       });
     await allConfirmed();
+    expect(refusals()).toEqual([]);
     // The fence: one last message per room, sent once every other send is confirmed. Room feeds deliver in seq
     // order, so a client that has it has had every copy it will get; the lists are then asserted exactly.
     const fences = roomIds.map((roomId) => clients.find((c) => c.rooms[0] === roomId)!.sendNext());
