@@ -273,9 +273,9 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     ]);
     await interceptor.deliver(sockets.delivery('s1', 1, ['r1', 'r2', 'r3', 'r4']));
     expect(['r1', 'r2', 'r3', 'r4'].map((r) => sockets.get(r).frames)).toEqual([['s1#1'], ['s1#1'], ['s1#1'], ['s1#1']]);
-    expect(interceptor.stats).toEqual({ written: 4, dropped: 3, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 4, dropped: 3, abandoned: 0 });
     await interceptor.deliver([]);
-    expect(interceptor.stats).toEqual({ written: 4, dropped: 3, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 4, dropped: 3, abandoned: 0 });
   });
 
   it('abandons a copy whose socket is gone, and delivers a later copy of it', async () => {
@@ -283,12 +283,12 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     const interceptor = new OutboundInterceptor(store.connect());
     sockets.get('r1').open = false;
     await interceptor.deliver(sockets.delivery('s1', 1, ['r1', 'r2']));
-    expect(interceptor.stats).toEqual({ written: 1, dropped: 0, redeliveredDropped: 0, abandoned: 1 });
+    expect(interceptor.stats).toEqual({ written: 1, dropped: 0, abandoned: 1 });
     sockets.get('r1').open = true;
     await interceptor.deliver(sockets.delivery('s1', 1, ['r1', 'r2']));
     expect(sockets.get('r1').frames).toEqual(['s1#1']);
     expect(sockets.get('r2').frames).toEqual(['s1#1']);
-    expect(interceptor.stats).toEqual({ written: 2, dropped: 1, redeliveredDropped: 0, abandoned: 1 });
+    expect(interceptor.stats).toEqual({ written: 2, dropped: 1, abandoned: 1 });
   });
 
   it('waits out a lock left by a crashed holder, then delivers the copy once', async () => {
@@ -299,7 +299,7 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     const interceptor = new OutboundInterceptor(store.connect(), { busyRetryMs: 10 });
     await interceptor.deliver(sockets.delivery('s1', 1, ['r1']));
     expect(sockets.get('r1').frames).toEqual(['s1#1']);
-    expect(interceptor.stats).toEqual({ written: 1, dropped: 0, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 1, dropped: 0, abandoned: 0 });
   });
 
   it('keeps room order per receiver while a busy copy blocks only its own receiver', async () => {
@@ -326,7 +326,7 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     await other.settle([key(1, 's1', 'r1')], []);
     await done;
     expect(sockets.get('r1').frames).toEqual(['s1#2', 's1#3']);
-    expect(interceptor.stats).toEqual({ written: 5, dropped: 1, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 5, dropped: 1, abandoned: 0 });
   });
 
   it('finishes one delivery holding several copies for one receiver when the first of them is busy', async () => {
@@ -341,7 +341,7 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     const outcome = await Promise.race([done.then(() => 'done'), sleep(2_000).then(() => 'stuck')]);
     expect(outcome).toBe('done');
     expect(sockets.get('r1').frames).toEqual(['s1#2', 's1#3']);
-    expect(interceptor.stats).toEqual({ written: 2, dropped: 1, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 2, dropped: 1, abandoned: 0 });
   });
 
   it('writes in call order when a later claim is answered first', async () => {
@@ -360,7 +360,7 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     answer();
     await Promise.all([first, second]);
     expect(sockets.get('r1').frames).toEqual(['s1#1', 's1#2']);
-    expect(interceptor.stats).toEqual({ written: 3, dropped: 0, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 3, dropped: 0, abandoned: 0 });
   });
 
   it('preserves order per receiver for an in-order stream with redeliveries', async () => {
@@ -388,7 +388,7 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     stream.sort((x, y) => x.at - y.at);
     await consume(interceptor, stream.map((s) => s.delivery), 64);
     for (const r of receivers) expect(sockets.get(r).frames).toEqual(expected.get(r));
-    expect(interceptor.stats).toEqual({ written: unique, dropped: total - unique, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: unique, dropped: total - unique, abandoned: 0 });
   });
 
   it('two consumers with the same deliveries concurrently: every copy reaches its socket once, in order', async () => {
@@ -442,7 +442,7 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
       expect(new Set(frames).size).toBe(frames.length);
       expect(new Set(frames)).toEqual(expected.get(r));
     }
-    expect(interceptor.stats).toEqual({ written: unique, dropped: total - unique, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: unique, dropped: total - unique, abandoned: 0 });
   });
 
   it('rejects and writes nothing when the history is down', async () => {
@@ -451,7 +451,7 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     await expect(interceptor.deliver(sockets.delivery('s1', 1, ['r1', 'r2']))).rejects.toThrow();
     expect(sockets.get('r1').frames).toEqual([]);
     expect(sockets.get('r2').frames).toEqual([]);
-    expect(interceptor.stats).toEqual({ written: 0, dropped: 0, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 0, dropped: 0, abandoned: 0 });
   });
 
   it('a failed claim fails the later deliveries to the same receivers, and the redelivery restores order', async () => {
@@ -469,7 +469,7 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     await interceptor.deliver(sockets.delivery('s1', 1, ['r1', 'r2']));
     await interceptor.deliver(sockets.delivery('s1', 2, ['r2', 'r3']));
     expect(['r1', 'r2', 'r3'].map((r) => sockets.get(r).frames)).toEqual([['s1#1'], ['s1#1', 's1#2'], ['s1#2']]);
-    expect(interceptor.stats).toEqual({ written: 4, dropped: 1, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 4, dropped: 1, abandoned: 0 });
   });
 
   it('rejects when the copies were written but could not be recorded', async () => {
@@ -479,7 +479,7 @@ describe.each(ENGINES)('OutboundInterceptor ($engine)', ({ open }) => {
     flaky.failSettles = 1;
     await expect(interceptor.deliver(sockets.delivery('s1', 1, ['r1']))).rejects.toThrow('history down');
     expect(sockets.get('r1').frames).toEqual(['s1#1']);
-    expect(interceptor.stats).toEqual({ written: 1, dropped: 0, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: 1, dropped: 0, abandoned: 0 });
   });
 });
 
@@ -515,7 +515,7 @@ describe('RedisHistory on Redis', () => {
     const sentByConsumer = countCommands(consumer);
     await interceptor.deliver(keys.map((k) => sockets.copy({ ...k, seq: 2 })));
     expect(sentByConsumer).toEqual(['evalsha', 'evalsha']);
-    expect(interceptor.stats).toEqual({ written: n, dropped: 0, redeliveredDropped: 0, abandoned: 0 });
+    expect(interceptor.stats).toEqual({ written: n, dropped: 0, abandoned: 0 });
   });
 
   it('stores one hash per receiver with one compact field per sender, expiring with retain()', async () => {

@@ -19,6 +19,8 @@ export interface FanoutTarget {
  * settled by the outbound interceptor, and returns it to the broker when that fails.
  */
 export class Fanout {
+  /** Copies of deliveries RabbitMQ handed out again (a lost ack, a dropped channel) that the interceptor dropped. */
+  readonly stats = { redeliveredDropped: 0 };
   private readonly targets = new Map<string, Set<FanoutTarget>>();
   /** Relay patterns may hold wildcards and need matching; chat keys are looked up exactly. */
   private readonly relayPatterns = new Set<string>();
@@ -64,11 +66,8 @@ export class Fanout {
 
   readonly onDelivery = (delivery: Delivery): void => {
     const targets = this.match(delivery);
-    const copies = targets.flatMap((t) => t.offer(delivery.message));
+    const copies = this.countDrops(delivery, targets.flatMap((t) => t.offer(delivery.message)));
     if (copies.length === 0) return delivery.ack();
-    // Only the copies of this message: a room feed may release earlier ones it held along with it.
-    const origin = delivery.redelivered ? originOf(delivery.message) : null;
-    if (origin) for (const c of copies) if (isCopyOf(c.key, origin)) c.redelivered = true;
     this.interceptor.deliver(copies).then(
       () => delivery.ack(),
       (err: unknown) => {
@@ -78,6 +77,14 @@ export class Fanout {
       },
     );
   };
+
+  /** Of a redelivery's copies, only those of its own message: a room feed may release earlier ones it held along with it. */
+  private countDrops(delivery: Delivery, copies: OutboundCopy[]): OutboundCopy[] {
+    const origin = delivery.redelivered ? originOf(delivery.message) : null;
+    if (!origin) return copies;
+    const dropped = () => void this.stats.redeliveredDropped++;
+    return copies.map((c) => (isCopyOf(c.key, origin) ? { ...c, onDropped: dropped } : c));
+  }
 
   private match(delivery: Delivery): FanoutTarget[] {
     if (delivery.exchange === 'chat') return [...(this.targets.get(`chat|${delivery.routingKey}`) ?? [])];

@@ -10,15 +10,13 @@ export interface OutboundCopy {
    * history may have recorded a frame that went into a socket already dying. Still ordered, locked and recorded.
    */
   replay?: boolean;
-  /** A copy of a message the broker handed out before (a lost ack, a dropped channel): its drop is counted apart. */
-  redelivered?: boolean;
+  /** Called when the interceptor drops this copy as delivered before. */
+  onDropped?(): void;
 }
 
 export interface InterceptorStats {
   written: number;
   dropped: number;
-  /** Of `dropped`, the copies of broker redeliveries. */
-  redeliveredDropped: number;
   abandoned: number;
 }
 
@@ -73,7 +71,7 @@ interface Slot {
  * so the caller acks only what is recorded and a broker redelivery is dropped.
  */
 export class OutboundInterceptor {
-  readonly stats: InterceptorStats = { written: 0, dropped: 0, redeliveredDropped: 0, abandoned: 0 };
+  readonly stats: InterceptorStats = { written: 0, dropped: 0, abandoned: 0 };
   readonly #history: DeliveryHistory;
   readonly #busyRetryMs: number;
   /** The last copy handed in for each receiver, while it is unfinished. */
@@ -156,7 +154,7 @@ export class OutboundInterceptor {
     if (outcome === 'busy') return;
     if (outcome === 'duplicate' && !copy.replay) {
       this.stats.dropped++;
-      if (copy.redelivered) this.stats.redeliveredDropped++;
+      copy.onDropped?.();
       this.#close(slot);
       return;
     }
