@@ -188,7 +188,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
 
   metrics.gauge('chat_sessions', 'Connected STOMP sessions.', () => connections.count);
   metrics.counter('chat_delivered_total', 'MESSAGE frames written by the outbound interceptor.', () => interceptor.stats.written);
-  metrics.counter('chat_duplicates_dropped_total', 'Redelivered copies dropped by the outbound interceptor.', () => interceptor.stats.dropped);
+  metrics.counter('chat_duplicates_dropped_total', 'Copies the outbound interceptor dropped as delivered before.', () => interceptor.stats.dropped);
+  metrics.counter('chat_redelivered_dropped_total', 'Of those, copies of broker redeliveries.', () => fanout.stats.redeliveredDropped);
   metrics.counter('chat_abandoned_total', 'Copies not written because the receiver had gone.', () => interceptor.stats.abandoned);
   metrics.counter('chat_outbox_republished_total', 'Stored room events the outbox sweep published again.', () => outbox.stats.republished);
   metrics.gauge('chat_broker_up', 'Whether the broker link is up.', () => (broker.health() === 'up' ? 1 : 0));

@@ -14,6 +14,11 @@ export function deliveryKey(session: StompSession, sub: Subscription, origin: Or
   return { receiver: session.historyId, sender: `${origin.session}>${sub.destination}`, seq: origin.seq };
 }
 
+/** Whether `key` is a copy of the message from `origin`. */
+export function isCopyOf(key: DeliveryKey, origin: Origin): boolean {
+  return key.seq === origin.seq && key.sender.startsWith(`${origin.session}>`);
+}
+
 /** A copy of a broker message for one subscription of one session, or null when the session is gone or the message has no origin. */
 export function copyFor(session: StompSession, sub: Subscription, message: BrokerMessage): OutboundCopy | null {
   if (!session.isOpen) return null;

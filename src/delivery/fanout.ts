@@ -1,6 +1,8 @@
 import type { Broker, BrokerMessage, Delivery, Exchange } from '../broker/broker.ts';
+import { originOf } from '../broker/messages.ts';
 import { topicMatches } from '../broker/topic-match.ts';
 import type { Logger } from '../logger.ts';
+import { isCopyOf } from './copy.ts';
 import type { OutboundCopy, OutboundInterceptor } from './interceptor.ts';
 
 /** A local subscriber of broker topic traffic: a session's room feed, relay topic or notification queue. */
@@ -17,6 +19,8 @@ export interface FanoutTarget {
  * settled by the outbound interceptor, and returns it to the broker when that fails.
  */
 export class Fanout {
+  /** Copies of deliveries RabbitMQ handed out again (a lost ack, a dropped channel) that the interceptor dropped. */
+  readonly stats = { redeliveredDropped: 0 };
   private readonly targets = new Map<string, Set<FanoutTarget>>();
   /** Relay patterns may hold wildcards and need matching; chat keys are looked up exactly. */
   private readonly relayPatterns = new Set<string>();
@@ -62,7 +66,7 @@ export class Fanout {
 
   readonly onDelivery = (delivery: Delivery): void => {
     const targets = this.match(delivery);
-    const copies = targets.flatMap((t) => t.offer(delivery.message));
+    const copies = this.countDrops(delivery, targets.flatMap((t) => t.offer(delivery.message)));
     if (copies.length === 0) return delivery.ack();
     this.interceptor.deliver(copies).then(
       () => delivery.ack(),
@@ -73,6 +77,14 @@ export class Fanout {
       },
     );
   };
+
+  /** Of a redelivery's copies, only those of its own message: a room feed may release earlier ones it held along with it. */
+  private countDrops(delivery: Delivery, copies: OutboundCopy[]): OutboundCopy[] {
+    const origin = delivery.redelivered ? originOf(delivery.message) : null;
+    if (!origin) return copies;
+    const dropped = () => void this.stats.redeliveredDropped++;
+    return copies.map((c) => (isCopyOf(c.key, origin) ? { ...c, onDropped: dropped } : c));
+  }
 
   private match(delivery: Delivery): FanoutTarget[] {
     if (delivery.exchange === 'chat') return [...(this.targets.get(`chat|${delivery.routingKey}`) ?? [])];

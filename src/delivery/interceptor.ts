@@ -10,6 +10,8 @@ export interface OutboundCopy {
    * history may have recorded a frame that went into a socket already dying. Still ordered, locked and recorded.
    */
   replay?: boolean;
+  /** Called when the interceptor drops this copy as delivered before. */
+  onDropped?(): void;
 }
 
 export interface InterceptorStats {
@@ -188,6 +190,7 @@ export class OutboundInterceptor {
     if (outcome === 'busy') return;
     if (outcome === 'duplicate' && !copy.replay) {
       this.stats.dropped++;
+      copy.onDropped?.();
       this.#close(slot);
       return;
     }

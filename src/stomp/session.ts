@@ -333,12 +333,24 @@ export class StompSession {
 
   private async handle(frame: Frame): Promise<void> {
     if (this.closed) return;
-    try {
-      if (frame.command === 'CONNECT' || frame.command === 'STOMP') return await this.onConnect(frame);
-      if (!this.connected) return this.fail('not connected', `${frame.command} before CONNECT`, {}, 'protocol');
-      if (isTransactional(frame)) return this.bufferInTransaction(frame);
+    if (frame.command === 'CONNECT' || frame.command === 'STOMP') return this.answering(frame, () => this.onConnect(frame));
+    if (!this.connected) return this.fail('not connected', `${frame.command} before CONNECT`, {}, 'protocol');
+    if (isTransactional(frame)) return this.answering(frame, () => this.bufferInTransaction(frame));
+    return this.carryOut(frame);
+  }
+
+  /** Take `frame` into effect and answer its RECEIPT; what it throws is answered as `frame`'s. */
+  private carryOut(frame: Frame): Promise<void> {
+    return this.answering(frame, async () => {
       await this.dispatch(frame);
       this.receipt(frame);
+    });
+  }
+
+  /** Run `work` for `frame`: a protocol error ends the session; any other goes to the client tied to `frame`. */
+  private async answering(frame: Frame, work: () => void | Promise<void>): Promise<void> {
+    try {
+      await work();
     } catch (err) {
       if (err instanceof StompProtocolError) return this.protocolError(err);
       if (err instanceof ChatError) return this.handler.reportError(this, err, frame);
@@ -396,10 +408,11 @@ export class StompSession {
         return;
       }
       case 'COMMIT':
-        // A buffered frame's RECEIPT goes out once it has taken effect, as RabbitMQ's STOMP does; ABORT sends none.
+        // Each buffered frame takes effect in order as if sent now: its RECEIPT goes out once it has, as RabbitMQ's
+        // STOMP does; one that fails gets its own error event and the rest still go. ABORT answers none.
         for (const f of this.takeTransaction(frame).frames) {
-          await this.dispatch(f);
-          this.receipt(f);
+          if (this.closed) return;
+          await this.carryOut(f);
         }
         return;
       case 'ABORT':
