@@ -3,6 +3,7 @@ import type { Logger } from './logger.ts';
 /** What the security log records: one structured line per event, with the session and user where known. */
 export type AuditEvent =
   | 'login_failed'
+  | 'password_change_failed'
   | 'token_refused'
   | 'forbidden'
   | 'rate_limited'

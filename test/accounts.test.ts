@@ -42,6 +42,9 @@ const login = (s: TestServer, username: string, password: string, headers: Recor
 
 const refresh = (s: TestServer, refreshToken: string) => api<LoginBody>(s.url, 'POST', '/api/auth/refresh', { refreshToken });
 
+const changePassword = (s: TestServer, accessToken: string, currentPassword: string, newPassword: string, headers: Record<string, string> = {}) =>
+  apiWithHeaders<LoginBody>(s.url, 'POST', '/api/auth/password', { currentPassword, newPassword }, accessToken, headers);
+
 /** `chat_limit_refusals_total{limit}` as the gateway's /metrics reports it (0 when never counted). */
 async function refusals(s: TestServer, limit: string): Promise<number> {
   const text = await (await fetch(`${s.url}/metrics`)).text();
@@ -117,6 +120,26 @@ describe.each([{ engine: 'memory' }, { engine: 'redis' }])('login and signup rat
     expect(await refusals(server, 'signup_rate')).toBe(1);
     expect(audit).toHaveBeenCalledWith('rate_limited', expect.objectContaining({ ip: address['x-forwarded-for'], reason: 'signup_rate' }));
     expect((await signup(server, freshName('sign'), fromAddress())).status).toBe(201);
+  });
+
+  test('a wrong current password on a password change counts against the account like a failed login', async () => {
+    const username = freshName('pwlimit');
+    expect((await signup(server, username, fromAddress())).status).toBe(201);
+    const { accessToken } = (await login(server, username, PASSWORD, fromAddress())).body;
+    vi.mocked(hashPassword).mockClear();
+    vi.mocked(verifyPassword).mockClear();
+    const before = await refusals(server, 'login_rate');
+    // Password changes and logins share the account's count: 2 + 1 attempts, then 429 on either.
+    for (let i = 0; i < 2; i++) expect((await changePassword(server, accessToken, `wrong-${i}`, 'a new password', fromAddress())).status).toBe(401);
+    expect((await login(server, username, 'wrong', fromAddress())).status).toBe(401);
+    const address = fromAddress();
+    expectRateLimited(await changePassword(server, accessToken, PASSWORD, 'a new password', address));
+    expectRateLimited(await login(server, username, PASSWORD, fromAddress()));
+    expect(verifyPassword).toHaveBeenCalledTimes(3);
+    expect(await refusals(server, 'login_rate')).toBe(before + 2);
+    expect(audit).toHaveBeenCalledWith('rate_limited', { user: username, ip: address['x-forwarded-for'], reason: 'login_rate' });
+    // The password is unchanged.
+    expect(hashPassword).toHaveBeenCalledTimes(0);
   });
 });
 
@@ -285,6 +308,56 @@ describe.each([{ kind: 'pglite' }, { kind: 'postgres' }])('accounts on $kind', (
     expect((await refresh(graceless, current.body.refreshToken)).status).toBe(401);
     // Another login's family is untouched.
     expect((await refresh(graceless, otherLogin.body.refreshToken)).status).toBe(200);
+  });
+
+  test('a password change with a wrong current password is 401, one audit line, and changes nothing', async () => {
+    const user = await newUser(server.url, 'pwwrong');
+    audit.mockClear();
+    const res = await changePassword(server, user.accessToken, 'not my password', 'a new password');
+    expect(res.status).toBe(401);
+    expect(res.body.code).toBe('UNAUTHORIZED');
+    expect(audit.mock.calls).toEqual([['password_change_failed', { user: user.username, ip: '127.0.0.1' }]]);
+    expect((await login(server, user.username, PASSWORD)).status).toBe(200);
+    expect((await login(server, user.username, 'a new password')).status).toBe(401);
+    expect((await refresh(server, user.refreshToken)).status).toBe(200);
+  });
+
+  test('a password change to a password the sign-up rules refuse is 400, and changes nothing', async () => {
+    const user = await newUser(server.url, 'pwshort');
+    for (const newPassword of ['short', 'x'.repeat(257)]) {
+      const res = await changePassword(server, user.accessToken, PASSWORD, newPassword);
+      expect(res.status).toBe(400);
+      expect(res.body.code).toBe('BAD_REQUEST');
+    }
+    expect((await login(server, user.username, PASSWORD)).status).toBe(200);
+  });
+
+  test('a password change needs an access token', async () => {
+    const user = await newUser(server.url, 'pwanon');
+    expect((await api(server.url, 'POST', '/api/auth/password', { currentPassword: PASSWORD, newPassword: 'a new password' })).status).toBe(401);
+    expect((await api(server.url, 'POST', '/api/auth/password', { currentPassword: PASSWORD, newPassword: 'a new password' }, user.refreshToken)).status).toBe(401);
+    expect((await login(server, user.username, PASSWORD)).status).toBe(200);
+  });
+
+  test('a password change ends every other login and answers a pair of its own', async () => {
+    const user = await newUser(server.url, 'pwok');
+    const otherLogin = await login(server, user.username, PASSWORD);
+    const rotated = await refresh(server, otherLogin.body.refreshToken);
+    expect(rotated.status).toBe(200);
+    const res = await changePassword(server, user.accessToken, PASSWORD, 'a new password');
+    expect(res.status).toBe(200);
+    expect(res.body.user).toEqual({ id: user.id, username: user.username });
+    expect((await login(server, user.username, PASSWORD)).status).toBe(401);
+    // Every refresh token issued before the change is refused: this client's own, and the other login's.
+    for (const old of [user.refreshToken, rotated.body.refreshToken]) expect((await refresh(server, old)).status).toBe(401);
+    const mine = await refresh(server, res.body.refreshToken);
+    expect(mine.status).toBe(200);
+    expect((await api(server.url, 'GET', '/api/rooms', undefined, mine.body.accessToken)).status).toBe(200);
+    expect((await api(server.url, 'GET', '/api/rooms', undefined, res.body.accessToken)).status).toBe(200);
+    const again = await login(server, user.username, 'a new password');
+    expect(again.status).toBe(200);
+    // The pair answered is a family of its own: the login after the change did not end it.
+    expect((await refresh(server, mine.body.refreshToken)).status).toBe(200);
   });
 });
 

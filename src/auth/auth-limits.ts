@@ -37,7 +37,7 @@ export class AuthLimits {
     this.signupIp = make({ keyPrefix: 'chat:signup_ip', points: s.signupPerIp, durationS: s.signupWindowS });
   }
 
-  /** Counts a login attempt. @throws RateLimited */
+  /** Counts a login attempt, or a password change's check of the current password. @throws RateLimited */
   async login(username: string, ip: string): Promise<void> {
     await take(this.loginIp, ip);
     await take(this.loginAccount, username.toLowerCase());

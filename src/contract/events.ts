@@ -9,6 +9,8 @@ export const Credentials = z.object({
 /** Login takes any strings up to a bound: a wrong password is 401 whatever its shape, never 400. */
 export const LoginRequest = z.object({ username: z.string().max(64), password: z.string().max(256) });
 export const RefreshRequest = z.object({ refreshToken: z.string().min(1) });
+/** The current password is bounded as a login's is; the new one follows the sign-up rules. */
+export const ChangePasswordRequest = z.object({ currentPassword: z.string().max(256), newPassword: Credentials.shape.password });
 
 export const ROOM_KINDS = ['direct', 'group', 'open'] as const;
 export const RoomKind = z.enum(ROOM_KINDS);

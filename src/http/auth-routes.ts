@@ -4,11 +4,12 @@ import { RateLimited, type AuthLimits } from '../auth/auth-limits.ts';
 import { hashForUnknownUser, hashPassword, verifyPassword } from '../auth/passwords.ts';
 import { newRefreshId, type TokenService } from '../auth/tokens.ts';
 import { ChatError } from '../contract/errors.ts';
-import { Credentials, LoginRequest, RefreshRequest } from '../contract/events.ts';
+import { ChangePasswordRequest, Credentials, LoginRequest, RefreshRequest } from '../contract/events.ts';
 import type { LimitName, Metrics } from '../metrics.ts';
 import type { RefreshTokenStore, RotateOutcome } from '../store/refresh-tokens.ts';
 import type { User, UserStore } from '../store/users.ts';
 import { clientAddress } from './api.ts';
+import { principalOf, requireUser } from './authenticate.ts';
 
 export interface AuthRoutesOptions {
   users: UserStore;
@@ -93,6 +94,29 @@ export function authRoutes(o: AuthRoutesOptions): Router {
     const user = await o.users.findById(principal.userId);
     if (!user) refuse('user no longer exists');
     await sendPair(res, user, successorId);
+  });
+
+  router.post('/password', requireUser(o.tokens, o.audit), async (req, res) => {
+    const { currentPassword, newPassword } = ChangePasswordRequest.parse(req.body);
+    const { userId, username } = principalOf(res);
+    const ip = clientAddress(req);
+    // Counted as a login attempt of the account, so a stolen access token cannot guess the password faster.
+    await admit(o.limits.login(username, ip), 'login_rate', req, res, username);
+    const user = await o.users.findById(userId);
+    if (!user || !(await verifyPassword(user.passwordHash, currentPassword))) {
+      o.audit.record('password_change_failed', { user: username, ip });
+      throw new ChatError('UNAUTHORIZED', 'wrong current password');
+    }
+    await o.limits.loginSucceeded(username);
+    const newHash = await hashPassword(newPassword);
+    // Every login made with the old password ends; this client goes on with a family of its own. Revoked first:
+    // a failure between the two leaves the old password with every session ended, never the new one with old
+    // sessions alive.
+    await o.refreshTokens.revokeAll(user.id);
+    await o.users.setPasswordHash(user.id, newHash);
+    const refreshId = newRefreshId();
+    await o.refreshTokens.startFamily(user.id, refreshId, refreshExpiry());
+    await sendPair(res, user, refreshId);
   });
 
   return router;

@@ -21,6 +21,11 @@ export class RefreshTokenStore {
     await this.prisma.refreshFamily.create({ data: { userId, tokens: { create: { id: tokenId, expiresAt } } } });
   }
 
+  /** Revokes every family of the user: each of its logins must log in again (after a password change). */
+  async revokeAll(userId: string, now = new Date()): Promise<void> {
+    await this.prisma.refreshFamily.updateMany({ where: { userId, revokedAt: null }, data: { revokedAt: now } });
+  }
+
   /**
    * Retires `tokenId` and stores `successorId` in its family. A token already retired less than `graceMs` ago
    * (two tabs refreshing at once) gets a successor too; one retired longer ago revokes its family.

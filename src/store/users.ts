@@ -26,6 +26,10 @@ export class UserStore {
     return this.prisma.user.findUnique({ where: { usernameKey: usernameKey(username) } });
   }
 
+  async setPasswordHash(id: string, passwordHash: string): Promise<void> {
+    await this.prisma.user.update({ where: { id }, data: { passwordHash } });
+  }
+
   async findById(id: string): Promise<User | null> {
     return isUuid(id) ? this.prisma.user.findUnique({ where: { id } }) : null;
   }
