@@ -26,6 +26,8 @@ const eventsOf = (c: TestClient, roomId: string, ...types: string[]): Event[] =>
 const framesOf = (c: TestClient, roomId: string, type: string): IMessage[] =>
   c.messages(topicOf(roomId)).filter((m) => m.headers['event-type'] === type);
 const ref = (u: TestUser) => ({ id: u.id, username: u.username });
+/** A message as REST history serves it once deleted. */
+const asDeleted = ({ text: _text, file: _file, ...message }: Event): Event => ({ ...message, deleted: true });
 /** For what no received frame signals (a closed socket): poll, bounded. */
 const waitUntil = (predicate: () => boolean) => vi.waitFor(() => expect(predicate()).toBe(true), { timeout: 10_000, interval: 20 });
 
@@ -221,12 +223,46 @@ describe.each(VARIANTS)('chat features end to end on $name', (variant) => {
     }
     expect(Date.parse(eventsOf(a, roomId, 'EDIT')[0]!.editedAt as string)).toBeGreaterThan(0);
 
-    // History keeps the log: edits and deletes as events, deleted messages without their text; the room list
-    // shows the message as it is now.
+    // History keeps the log's edits and deletes as events and shows each message as it is now, as the room list does.
     const history = await api<Event[]>(s.server.url, 'GET', `/api/rooms/${roomId}/messages`, undefined, bob.accessToken);
-    expect(history.body).toEqual([expected[0], { ...expected[1], text: '' }, expected[2], expected[3], { ...expected[4], text: '' }, expected[5]]);
+    expect(history.body).toEqual([
+      { ...expected[0], text: 'hello, world', editedAt: eventsOf(a, roomId, 'EDIT')[0]!.editedAt },
+      asDeleted(expected[1]!),
+      expected[2],
+      expected[3],
+      asDeleted(expected[4]!),
+      expected[5],
+    ]);
     expect(history.body[2]).toEqual(eventsOf(a, roomId, 'EDIT')[0]);
     expect((await s.summary(alice, roomId))!.lastMessage).toEqual({ ...hello, text: 'hello, world' });
+  });
+
+  it('serves history as people read it: each message as it is now, then the EDIT and DELETE events with their seqs, in every page', async () => {
+    const [alice, bob] = users();
+    const roomId = await s.room(alice, 'group', [bob]);
+    const [a, b] = await Promise.all([s.connect(alice), s.connect(bob)]);
+    await b.subscribeConfirmed(topicOf(roomId));
+    for (const text of ['one', 'two', 'three']) await a.sendConfirmed(action(roomId, 'send'), { text });
+    await b.until(() => eventsOf(b, roomId, 'CHAT').length === 3);
+    const [one, two, three] = eventsOf(b, roomId, 'CHAT') as [Event, Event, Event];
+    await a.sendConfirmed(action(roomId, 'edit'), { messageId: one.id, text: 'one, edited' });
+    await a.sendConfirmed(action(roomId, 'edit'), { messageId: one.id, text: 'one, final' });
+    await a.sendConfirmed(action(roomId, 'delete'), { messageId: two.id });
+    await b.until(() => eventsOf(b, roomId, 'EDIT', 'DELETE').length === 3);
+    const [edit1, edit2, del] = eventsOf(b, roomId, 'EDIT', 'DELETE') as [Event, Event, Event];
+    expect([one.seq, two.seq, three.seq, edit1.seq, edit2.seq, del.seq]).toEqual([1, 2, 3, 4, 5, 6]);
+    expect([edit1.text, edit2.text, del.messageId]).toEqual(['one, edited', 'one, final', two.id]);
+
+    const now = [{ ...one, text: 'one, final', editedAt: edit2.editedAt }, asDeleted(two), three, edit1, edit2, del];
+    const page = async (query: string) =>
+      (await api<Event[]>(s.server.url, 'GET', `/api/rooms/${roomId}/messages${query}`, undefined, bob.accessToken)).body;
+    expect(await page('')).toEqual(now);
+    expect(await page('?limit=2')).toEqual(now.slice(4));
+    expect(await page('?before=3&limit=2')).toEqual(now.slice(0, 2));
+    expect(await page('?after=1&limit=2')).toEqual(now.slice(1, 3));
+    expect(await page('?after=0&before=5')).toEqual(now.slice(0, 4));
+    // Live frames are the log as it happened.
+    expect(eventsOf(b, roomId, 'CHAT').map((e) => e.text)).toEqual(['one', 'two', 'three']);
   });
 
   it('round-trips replyTo, and refuses a reply to a message of another room', async () => {

@@ -361,12 +361,12 @@ describe.each([{ kind: 'pglite' as const }, { kind: 'postgres' as const }])('sto
 
       // Refused changes took no seq; deleted messages' text is not served again.
       const log = await messages.history(room.id, { limit: 100 });
-      expect(log.map((e) => [e.event.seq, e.event.type, e.event.type === 'DELETE' ? '' : e.event.text])).toEqual([
-        [1, 'CHAT', ''],
-        [2, 'CHAT', ''],
-        [3, 'EDIT', 'bob means'],
-        [4, 'DELETE', ''],
-        [5, 'DELETE', ''],
+      expect(log.map((e) => [e.event.seq, e.event.type, e.event.type === 'DELETE' ? '' : e.event.text, 'deleted' in e.event])).toEqual([
+        [1, 'CHAT', undefined, true],
+        [2, 'CHAT', undefined, true],
+        [3, 'EDIT', 'bob means', false],
+        [4, 'DELETE', '', false],
+        [5, 'DELETE', '', false],
       ]);
       expect((await rooms.get(room.id)).lastSeq).toBe(5);
     });
@@ -405,6 +405,35 @@ describe.each([{ kind: 'pglite' as const }, { kind: 'postgres' as const }])('sto
       expect(seqs(await messages.since(room.id, 0, 4))).toEqual([1, 2, 3, 4]);
       expect(await messages.since(room.id, 10, 100)).toEqual([]);
       expect(await messages.since('not-a-room', 0, 100)).toEqual([]);
+    });
+
+    test('serves each message as it is now (latest edit\'s text and editedAt; deleted without text), in every page; since() keeps the log', async () => {
+      const owner = await newUser();
+      const room = await rooms.create({ kind: 'open', name: 'current', ownerId: owner.id, memberIds: [] });
+      const [one, two, three] = [(await chat(room.id, owner, 'one')).stored, (await chat(room.id, owner, 'two')).stored, (await chat(room.id, owner, 'three')).stored];
+      const idOf = (s: StoredEvent) => (s.event.type === 'CHAT' ? s.event.id : '');
+      const edit = (text: string, seq: number) => messages.edit({ roomId: room.id, messageId: idOf(one), userId: owner.id, text, origin: origin(seq) });
+      const edit1 = await edit('one, edited', 4);
+      const edit2 = await edit('one, final', 5);
+      const del = await messages.delete({ roomId: room.id, messageId: idOf(two), userId: owner.id, isOwner: true, origin: origin(6) });
+      const { text: _text, ...twoWithoutText } = two.event as typeof two.event & { text?: string };
+      const editedAt = edit2.event.type === 'EDIT' ? edit2.event.editedAt : '';
+
+      const now = [
+        { ...one, event: { ...one.event, text: 'one, final', editedAt } },
+        { ...two, event: { ...twoWithoutText, deleted: true } },
+        three,
+        edit1,
+        edit2,
+        del,
+      ];
+      expect(await messages.history(room.id, { limit: 100 })).toEqual(now);
+      expect(await messages.history(room.id, { limit: 2 })).toEqual(now.slice(4));
+      expect(await messages.history(room.id, { before: 3, limit: 2 })).toEqual(now.slice(0, 2));
+      expect(await messages.history(room.id, { after: 1, limit: 2 })).toEqual(now.slice(1, 3));
+      expect(await messages.history(room.id, { after: 0, before: 5, limit: 10 })).toEqual(now.slice(0, 4));
+      // A resuming subscriber replays the log as it was sent (a deleted message's text scrubbed).
+      expect(await messages.since(room.id, 0, 100)).toEqual([one, { ...two, event: { ...two.event, text: '' } }, three, edit1, edit2, del]);
     });
   });
 

@@ -46,17 +46,25 @@ export type UserRef = z.infer<typeof UserRef>;
 
 export const FileRef = z.object({ fileId: z.string(), name: z.string(), size: z.number(), contentType: z.string() });
 
-export const MessageEvent = z.object({
-  type: z.enum(['CHAT', 'NOTICE', 'RESOURCE', 'ENTER', 'LEAVE']),
-  id: z.string(),
-  roomId: z.string(),
-  seq: z.number().int().positive(),
-  sender: UserRef,
-  text: z.string(),
-  replyTo: z.string().optional(),
-  file: FileRef.optional(),
-  createdAt: z.string(),
-});
+/**
+ * Live frames and since-seq replays carry a message as it was sent. REST history carries it as it is now: the latest
+ * edit's `text` and its `editedAt`, or `deleted: true` with no `text` (and no `file`).
+ */
+export const MessageEvent = z
+  .object({
+    type: z.enum(['CHAT', 'NOTICE', 'RESOURCE', 'ENTER', 'LEAVE']),
+    id: z.string(),
+    roomId: z.string(),
+    seq: z.number().int().positive(),
+    sender: UserRef,
+    text: z.string().optional(),
+    replyTo: z.string().optional(),
+    file: FileRef.optional(),
+    createdAt: z.string(),
+    editedAt: z.string().optional(),
+    deleted: z.literal(true).optional(),
+  })
+  .refine((e) => (e.deleted === true) === (e.text === undefined), { message: 'text is absent exactly when deleted' });
 export const EditEvent = z.object({
   type: z.literal('EDIT'),
   roomId: z.string(),

@@ -59,6 +59,20 @@ const fileRef = (fileId: string) => Prisma.sql`(
     'fileId', f.id, 'name', f.name, 'size', f.size, 'contentType', f."contentType"))
   FROM "File" f WHERE f.id = ${fileId}::uuid)`;
 
+/**
+ * Event `e`'s body with its message's current state from "Message" (which edits and deletes keep up to date);
+ * events that are not messages (EDIT, DELETE, ENTER, LEAVE) as logged. `editedAt` is written as EDIT events write it.
+ */
+const CURRENT_STATE = Prisma.sql`COALESCE((
+  SELECT CASE
+    WHEN m."deletedAt" IS NOT NULL THEN (e.payload - 'text' - 'file') || '{"deleted": true}'::jsonb
+    WHEN m."editedAt" IS NOT NULL THEN e.payload || jsonb_build_object(
+      'text', m.text, 'editedAt', to_char(m."editedAt" AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+    ELSE e.payload
+  END
+  FROM "Message" m WHERE m."roomId" = e."roomId" AND m.seq = e.seq
+), e.payload)`;
+
 /** Messages and their edits and deletions, each logged as a room event (see event-log.ts). */
 export class MessageStore {
   constructor(private readonly prisma: PrismaClient) {}
@@ -191,24 +205,35 @@ export class MessageStore {
     throw await this.whyNotChanged(roomId, messageId, userId, 'only its sender or the room owner may delete a message');
   }
 
-  /** A page of the room's events, in ascending seq. */
-  async history(roomId: string, page: HistoryPage): Promise<StoredEvent[]> {
+  /**
+   * A page of the room's events, in ascending seq, as people read them: each message as it is now (its latest text
+   * and `editedAt` once edited; `deleted: true` and neither text nor file once deleted). EDIT and DELETE events stay
+   * in the page, at their seqs.
+   */
+  history(roomId: string, page: HistoryPage): Promise<StoredEvent[]> {
+    return this.page(roomId, page, CURRENT_STATE);
+  }
+
+  /** Up to `limit` events with a seq greater than `seq`, ascending, as they were sent: what a resuming subscriber missed. */
+  since(roomId: string, seq: number, limit: number): Promise<StoredEvent[]> {
+    return this.page(roomId, { after: seq, limit }, Prisma.sql`e.payload`);
+  }
+
+  /** One bounded statement; `payload` is the SQL for each event `e`'s body. */
+  private async page(roomId: string, page: HistoryPage, payload: Prisma.Sql): Promise<StoredEvent[]> {
     if (!isUuid(roomId)) return [];
     const { before, after, limit } = page;
     const newestFirst = after === undefined;
-    const rows = await this.prisma.roomEvent.findMany({
-      where: { roomId, seq: { ...(after !== undefined && { gt: after }), ...(before !== undefined && { lt: before }) } },
-      orderBy: { seq: newestFirst ? 'desc' : 'asc' },
-      take: limit,
-      select: { payload: true, senderSession: true, senderSeq: true },
-    });
+    const rows = await this.prisma.$queryRaw<LoggedRow[]>`
+      SELECT ${payload} AS payload, e."senderSession", e."senderSeq"
+      FROM "RoomEvent" e
+      WHERE e."roomId" = ${roomId}::uuid
+        ${after === undefined ? Prisma.empty : Prisma.sql`AND e.seq > ${after}::int`}
+        ${before === undefined ? Prisma.empty : Prisma.sql`AND e.seq < ${before}::int`}
+      ORDER BY e.seq ${newestFirst ? Prisma.sql`DESC` : Prisma.sql`ASC`}
+      LIMIT ${limit}::int`;
     if (newestFirst) rows.reverse();
     return rows.map(toStoredEvent);
-  }
-
-  /** Up to `limit` events with a seq greater than `seq`, ascending: what a resuming subscriber missed. */
-  since(roomId: string, seq: number, limit: number): Promise<StoredEvent[]> {
-    return this.history(roomId, { after: seq, limit });
   }
 
   private async findByClientMsgId(roomId: string, senderId: string, clientMsgId: string): Promise<StoredEvent | null> {
