@@ -417,3 +417,16 @@ describe('back-pressure', () => {
     expect(socket.isPaused).toBe(false);
   });
 });
+
+describe('subscriptions', () => {
+  it('refuses one over MAX_SUBSCRIPTIONS with BAD_REQUEST and its request code, counted, and the session goes on', async () => {
+    const { socket, metrics, reported, push } = start({ maxSubscriptions: 2 });
+    push(CONNECT);
+    await settle();
+    for (const id of ['a', 'b', 'c']) push(`SUBSCRIBE\nid:${id}\ndestination:/topic/t${id}\nclient-request-code:${id}\n\n\0`);
+    await settle();
+    expect(reported).toEqual([{ code: 'BAD_REQUEST', receipt: undefined, requestCode: 'c' }]);
+    expect(await counted(metrics, 'refusals', { limit: 'subscriptions' })).toBe(1);
+    expect(socket.readyState).toBe(1);
+  });
+});

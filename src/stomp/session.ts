@@ -371,6 +371,7 @@ export class StompSession {
         const id = h.id ?? (this.version === '1.0' ? h.destination! : requireHeader(frame, 'id'));
         if (this.subscriptions.has(id)) throw new ChatError('BAD_REQUEST', `subscription id ${id} already in use`);
         if (this.subscriptions.size >= this.limits.maxSubscriptions) {
+          this.refuse('subscriptions');
           throw new ChatError('BAD_REQUEST', `too many subscriptions (max ${this.limits.maxSubscriptions})`);
         }
         const ack = (h.ack ?? 'auto') as AckMode;
