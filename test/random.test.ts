@@ -184,15 +184,15 @@ describe.each(VARIANTS)('random stranger chat end to end: $name', (variant) => {
   });
 
   it('the long poll answers 408 at RANDOM_MATCH_TIMEOUT_S, and a STOMP join gets MATCH_TIMEOUT', async () => {
-    const alice = await newUser(server.url, 'rnto');
+    const [alice, bob] = await Promise.all([newUser(server.url, 'rnta'), newUser(server.url, 'rntb')]);
     expect(await api(server.url, 'POST', '/api/random/match', undefined, alice.accessToken)).toEqual({
       status: 408,
       body: { code: 'MATCH_TIMEOUT', message: expect.any(String) },
     });
-    const a = await joined(alice);
-    await a.sendConfirmed('/app/random.join', {});
-    await a.until(() => a.events(NOTIFICATIONS).some((e) => e.type === 'MATCH_TIMEOUT'), WAIT_MS);
-    expect(a.events(NOTIFICATIONS).map((e) => e.type)).toEqual(['MATCH_TIMEOUT']);
+    const b = await joined(bob);
+    await b.sendConfirmed('/app/random.join', {});
+    await b.until(() => b.events(NOTIFICATIONS).some((e) => e.type === 'MATCH_TIMEOUT'), WAIT_MS);
+    expect(b.events(NOTIFICATIONS).map((e) => e.type)).toEqual(['MATCH_TIMEOUT']);
   });
 
   it('a user who left is not paired: the next two joiners meet each other', async () => {

@@ -78,7 +78,8 @@ export class RandomChat {
     await this.fanout.add('chat', userKey(userId), target);
     try {
       signal.addEventListener('abort', onAbort, { once: true });
-      const roomId = await this.#join(userId);
+      // The expiry answers too, so a MATCH_TIMEOUT the broker could not carry does not leave the poll hanging.
+      const roomId = await this.#join(userId, () => answer(null));
       if (roomId) return roomId;
       return await answered;
     } finally {
@@ -92,11 +93,11 @@ export class RandomChat {
     this.#timers.clear();
   }
 
-  /** Queues the user, or pairs them now. @returns the room when paired at once. */
-  async #join(userId: string): Promise<string | null> {
+  /** Queues the user, or pairs them now; `onExpired` runs if this wait ends unpaired. @returns the room when paired at once. */
+  async #join(userId: string, onExpired?: () => void): Promise<string | null> {
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
-      void this.#expire(userId);
+      void this.#expire(userId).then((expired) => expired && onExpired?.());
     }, this.opts.timeoutMs + EXPIRE_SLACK_MS);
     this.#timers.add(timer);
     const stranger = await this.matcher.join(userId, Date.now() + this.opts.timeoutMs);
@@ -107,11 +108,16 @@ export class RandomChat {
   }
 
   /** Only a wait that ended unpaired (not one that was paired or left) is told MATCH_TIMEOUT. */
-  async #expire(userId: string): Promise<void> {
+  async #expire(userId: string): Promise<boolean> {
     try {
-      if (await this.matcher.expire(userId)) await this.rooms.notifyUser(userId, { type: 'MATCH_TIMEOUT' });
+      if (!(await this.matcher.expire(userId))) return false;
     } catch (err) {
-      this.opts.log.warn({ err, userId }, 'random: could not expire a wait');
+      this.opts.log.warn({ err, userId }, 'random: could not expire a wait (the next join drops it as stale)');
+      return false;
     }
+    await this.rooms.notifyUser(userId, { type: 'MATCH_TIMEOUT' }).catch((err: unknown) => {
+      this.opts.log.warn({ err, userId }, 'random: could not send MATCH_TIMEOUT');
+    });
+    return true;
   }
 }
