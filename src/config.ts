@@ -54,6 +54,8 @@ const Env = z.object({
   HISTORY_WINDOW: z.coerce.number().int().positive().default(1024),
   /** How long a session's delivery history outlives its connection, for session-resume. */
   RESUME_TTL_S: z.coerce.number().int().positive().default(3600),
+  /** How long a user waits for a stranger (/app/random.join, POST /api/random/match) before MATCH_TIMEOUT / 408. */
+  RANDOM_MATCH_TIMEOUT_S: z.coerce.number().int().positive().max(600).default(30),
   /** AMQP basic.qos takes at most 65535. */
   BROKER_PREFETCH: z.coerce.number().int().positive().max(65_535).default(256),
   /** How long a gateway's queue outlives its gateway. */

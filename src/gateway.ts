@@ -8,6 +8,7 @@ import { Dispatcher } from './app/dispatcher.ts';
 import { GatewayOrigin } from './app/origin.ts';
 import { Connections } from './app/connections.ts';
 import { ErrorChannel } from './app/error-channel.ts';
+import { RandomChat } from './app/random.ts';
 import { Relay } from './app/relay.ts';
 import { RoomSubscriptions } from './app/room-subscriptions.ts';
 import { RoomService } from './app/rooms.ts';
@@ -25,6 +26,7 @@ import { RedisHistory } from './delivery/redis-history.ts';
 import { createApi } from './http/api.ts';
 import { authRoutes } from './http/auth-routes.ts';
 import { healthRoutes } from './http/health-routes.ts';
+import { randomRoutes } from './http/random-routes.ts';
 import { roomRoutes } from './http/room-routes.ts';
 import { AuditLog } from './audit.ts';
 import type { Logger } from './logger.ts';
@@ -33,6 +35,8 @@ import { MemoryPresence } from './presence/memory-presence.ts';
 import type { Presence } from './presence/presence.ts';
 import { RedisPresence } from './presence/redis-presence.ts';
 import { PresenceTracker } from './presence/tracker.ts';
+import { MemoryMatcher } from './random/memory-matcher.ts';
+import { RedisMatcher } from './random/redis-matcher.ts';
 import { MemorySweepLock } from './outbox/memory-sweep-lock.ts';
 import { Outbox } from './outbox/outbox.ts';
 import { RedisSweepLock } from './outbox/redis-sweep-lock.ts';
@@ -124,7 +128,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   await broker.start(fanout.onDelivery);
 
   // One sweep per database: gateways of other clusters sharing this Redis (or this process) sweep their own.
-  const sweepLockKey = `chat:outbox-sweep:${createHash('sha256').update(config.DATABASE_URL ?? resolvePath(config.DATA_DIR)).digest('hex').slice(0, 16)}`;
+  const databaseHash = createHash('sha256').update(config.DATABASE_URL ?? resolvePath(config.DATA_DIR)).digest('hex').slice(0, 16);
+  const sweepLockKey = `chat:outbox-sweep:${databaseHash}`;
   const sweepLockOptions = { key: sweepLockKey, ttlMs: SWEEP_LOCK_TTL_MS };
   const outbox = new Outbox(
     broker,
@@ -184,7 +189,15 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     },
     log,
   );
-  const dispatcher: Dispatcher = new Dispatcher(connections, errors, roomSubscriptions, rooms, fanout, relay, broker, origin, log);
+  // One wait queue per cluster, like the sweep lock: keyed by the database the cluster shares.
+  const random = new RandomChat(
+    redis ? new RedisMatcher({ redis, keyPrefix: `chat:random:${databaseHash}:` }) : new MemoryMatcher(),
+    rooms,
+    roomStore,
+    fanout,
+    { timeoutMs: config.RANDOM_MATCH_TIMEOUT_S * 1000, log },
+  );
+  const dispatcher: Dispatcher = new Dispatcher(connections, errors, roomSubscriptions, rooms, fanout, relay, broker, origin, log, random);
 
   metrics.gauge('chat_sessions', 'Connected STOMP sessions.', () => connections.count);
   metrics.counter('chat_delivered_total', 'MESSAGE frames written by the outbound interceptor.', () => interceptor.stats.written);
@@ -212,6 +225,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         audit,
         reuseGraceMs: config.REFRESH_REUSE_GRACE_S * 1000,
       }),
+      '/api/random': randomRoutes(tokens, random, audit),
       '/api/rooms': roomRoutes(tokens, rooms, roomStore, (userIds) => presenceTracker.online(userIds), audit),
     },
     log,
@@ -272,6 +286,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       await stomp.close();
       http.closeAllConnections();
       connections.close();
+      random.close();
       await takeover.close().catch((err: unknown) => log.warn({ err }, 'takeover close failed'));
       await outbox.close();
       await presenceTracker.close().catch((err: unknown) => log.warn({ err }, 'presence close failed'));

@@ -10,6 +10,7 @@ import type { Logger } from '../logger.ts';
 import type { Connections } from './connections.ts';
 import type { ErrorChannel } from './error-channel.ts';
 import type { GatewayOrigin } from './origin.ts';
+import type { RandomChat } from './random.ts';
 import type { Relay } from './relay.ts';
 import { roomAction } from './room-actions.ts';
 import type { RoomSubscriptions } from './room-subscriptions.ts';
@@ -32,6 +33,7 @@ export class Dispatcher implements SessionHandler {
     private readonly broker: Broker,
     private readonly gateway: GatewayOrigin,
     private readonly log: Logger,
+    private readonly random: RandomChat,
   ) {
     broker.onHealth((health) => {
       for (const [session, sub] of this.healthSubs) this.sendHealth(session, sub, health);
@@ -94,7 +96,8 @@ export class Dispatcher implements SessionHandler {
         return this.relay.send(session, frame, dest.kind, dest.name);
       case 'app':
         if (dest.name === 'auth.refresh') return this.connections.refresh(session, frame);
-        throw new ChatError('NOT_FOUND', `${frame.headers.destination} is not available on this server yet`);
+        if (dest.name === 'random.join') return this.random.joinSession(session);
+        return this.random.leaveSession(session);
       default:
         throw new ChatError('BAD_REQUEST', `${frame.headers.destination} is not a destination to send to`);
     }
@@ -106,6 +109,7 @@ export class Dispatcher implements SessionHandler {
 
   closed(session: StompSession): void {
     this.healthSubs.delete(session);
+    this.random.closed(session);
     this.connections.closed(session);
   }
 

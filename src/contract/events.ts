@@ -12,13 +12,15 @@ export const RefreshRequest = z.object({ refreshToken: z.string().min(1) });
 /** The current password is bounded as a login's is; the new one follows the sign-up rules. */
 export const ChangePasswordRequest = z.object({ currentPassword: z.string().max(256), newPassword: Credentials.shape.password });
 
-export const ROOM_KINDS = ['direct', 'group', 'open'] as const;
+/** Kinds a client may create; `random` rooms are made only by pairing two strangers. */
+export const CREATABLE_ROOM_KINDS = ['direct', 'group', 'open'] as const;
+export const ROOM_KINDS = [...CREATABLE_ROOM_KINDS, 'random'] as const;
 export const RoomKind = z.enum(ROOM_KINDS);
 export type RoomKind = z.infer<typeof RoomKind>;
 
 export const CreateRoom = z.object({
   name: z.string().trim().min(1).max(100).optional(),
-  kind: RoomKind,
+  kind: z.enum(CREATABLE_ROOM_KINDS),
   /** User ids or usernames to add. */
   members: z.array(z.string().min(1)).max(1000).optional(),
 });

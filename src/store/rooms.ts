@@ -9,7 +9,7 @@ import { isUuid } from './uuid.ts';
 export type { Room };
 
 export interface CreateRoomInput {
-  kind: RoomKind;
+  kind: Exclude<RoomKind, 'random'>;
   /** Required for group and open rooms; direct rooms have none (listForUser names them after the other person). */
   name?: string;
   ownerId: string;
@@ -95,6 +95,16 @@ export class RoomStore {
         if (attempt > 1 || !isDriverError(err, 'UniqueConstraintViolation')) throw err;
       }
     }
+  }
+
+  /** A fresh room of kind `random` for two paired strangers, both members. @throws ChatError NOT_FOUND (unknown user). */
+  createRandom(userA: string, userB: string): Promise<Room> {
+    if (!isUuid(userA) || !isUuid(userB)) throw new ChatError('NOT_FOUND', 'unknown user');
+    return this.withKnownUsers(() =>
+      this.prisma.room.create({
+        data: { name: 'Random chat', kind: 'random', ownerId: userA, members: { createMany: { data: [{ userId: userA }, { userId: userB }] } } },
+      }),
+    );
   }
 
   /** @throws ChatError NOT_FOUND. */

@@ -1,0 +1,2 @@
+-- AlterEnum
+ALTER TYPE "RoomKind" ADD VALUE 'random';
