@@ -68,9 +68,10 @@ export function fileRoutes(o: FileRoutesOptions): Router {
     if (range) res.status(206).set('Content-Range', `bytes ${range.start}-${range.end}/${file.size}`);
     res.set({
       'Content-Length': String(range ? range.end - range.start + 1 : file.size),
-      'Content-Type': file.contentType,
       'Content-Disposition': attachment(file.name),
     });
+    // As uploaded: res.set would append a charset to text types, claiming an encoding nobody checked.
+    res.setHeader('Content-Type', file.contentType);
     await send(res, o.store.read(file.storageKey, range));
   });
 

@@ -22,8 +22,9 @@ const MAX_NAME_CHARS = 255;
 export async function receiveFile(req: Request, store: FileStore, maxBytes: number): Promise<ReceivedFile> {
   let parser: busboy.Busboy;
   try {
-    // busboy signals `limit` on reaching fileSize, so one byte more: a file of exactly maxBytes is allowed.
-    parser = busboy({ headers: req.headers, limits: { fileSize: maxBytes + 1, files: 1 } });
+    // busboy signals `limit` on reaching fileSize, so one byte more: a file of exactly maxBytes is allowed. Browsers
+    // send file names as raw UTF-8; busboy keeps only their last path segment.
+    parser = busboy({ headers: req.headers, limits: { fileSize: maxBytes + 1, files: 1 }, defParamCharset: 'utf8' });
   } catch {
     throw new ChatError('BAD_REQUEST', 'expected a multipart/form-data body with a field "file"');
   }
