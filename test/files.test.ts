@@ -211,8 +211,23 @@ describe.each(VARIANTS)('files on $name', (variant) => {
     expect([res.status, await res.json()]).toEqual([413, { code: 'TOO_LARGE', message: `file over ${MAX_UPLOAD_BYTES} bytes` }]);
     expect(await stored()).toEqual(before);
     expect(await fileRows()).toBe(rowsBefore);
+
+    // Answered as the bytes pass the limit, while the client still holds the rest of its body back.
+    const stalled = await upload(
+      gateways[0]!,
+      alice,
+      roomId,
+      multipart('bigger.bin', 'application/octet-stream', generated(MAX_UPLOAD_BYTES + 256 * 1024, 3), new Promise<void>(() => {})),
+    );
+    expect([stalled.status, stalled.headers.get('connection'), await stalled.json()]).toEqual([
+      413,
+      'close',
+      { code: 'TOO_LARGE', message: `file over ${MAX_UPLOAD_BYTES} bytes` },
+    ]);
+    expect(await stored()).toEqual(before);
+    expect(await fileRows()).toBe(rowsBefore);
     const metrics = await (await fetch(`${gateways[0]!.url}/metrics`)).text();
-    expect(metrics).toMatch(/chat_limit_refusals_total\{[^}]*limit="upload_bytes"[^}]*\} 1\n/);
+    expect(metrics).toMatch(/chat_limit_refusals_total\{[^}]*limit="upload_bytes"[^}]*\} 2\n/);
 
     const exact = await upload(gateways[0]!, alice, roomId, multipart('edge.bin', 'application/octet-stream', generated(MAX_UPLOAD_BYTES, 2)));
     expect(exact.status).toBe(201);
