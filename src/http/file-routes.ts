@@ -42,9 +42,9 @@ export function fileRoutes(o: FileRoutesOptions): Router {
       }
       throw err;
     });
-    const { stored } = received;
+    const { name, contentType, stored } = received;
     const row = await o.files
-      .create({ roomId, uploaderId: userId, name: received.name, size: stored.size, contentType: received.contentType, storageKey: stored.key, sha256: stored.sha256 })
+      .create({ roomId, uploaderId: userId, name, size: stored.size, contentType, storageKey: stored.key, sha256: stored.sha256 })
       .catch(async (err: unknown) => {
         await o.store.delete(stored.key);
         throw err;
