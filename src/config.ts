@@ -71,6 +71,7 @@ const Env = z.object({
   SHUTDOWN_TIMEOUT_MS: z.coerce.number().int().positive().default(10_000),
   /** Security log lines (failed logins, refusals, cut sessions) written per second; the rest are counted. */
   AUDIT_LINES_PER_S: z.coerce.number().int().positive().default(50),
+  /** Bytes one uploaded file may have; the upload stops as they arrive past it (413 TOO_LARGE, nothing kept). */
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(1024 * 1024 * 1024),
   /** How often a gateway tries to take the outbox sweep (one gateway sweeps at a time). */
   OUTBOX_SWEEP_MS: z.coerce.number().int().positive().default(2_000),

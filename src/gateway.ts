@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { resolve as resolvePath } from 'node:path';
+import { join as joinPath, resolve as resolvePath } from 'node:path';
 import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import { Dispatcher } from './app/dispatcher.ts';
@@ -28,6 +28,9 @@ import { authRoutes } from './http/auth-routes.ts';
 import { healthRoutes } from './http/health-routes.ts';
 import { randomRoutes } from './http/random-routes.ts';
 import { roomRoutes } from './http/room-routes.ts';
+import { fileRoutes } from './http/file-routes.ts';
+import { DiskFileStore } from './files/disk-file-store.ts';
+import { FileRecordStore } from './store/files.ts';
 import { AuditLog } from './audit.ts';
 import type { Logger } from './logger.ts';
 import { Metrics } from './metrics.ts';
@@ -85,6 +88,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const users = new UserStore(db.prisma);
   const roomStore = new RoomStore(db.prisma);
   const messages = new MessageStore(db.prisma);
+  const fileStore = await DiskFileStore.open(joinPath(config.DATA_DIR, 'files'));
   const tokens = new TokenService(
     await loadJwtSecret(config.JWT_SECRET, config.DATA_DIR),
     config.ACCESS_TOKEN_TTL_S,
@@ -226,6 +230,15 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         reuseGraceMs: config.REFRESH_REUSE_GRACE_S * 1000,
       }),
       '/api/random': randomRoutes(tokens, random, audit),
+      '/api': fileRoutes({
+        tokens,
+        service: rooms,
+        files: new FileRecordStore(db.prisma),
+        store: fileStore,
+        maxUploadBytes: config.MAX_UPLOAD_BYTES,
+        metrics,
+        audit,
+      }),
       '/api/rooms': roomRoutes(tokens, rooms, roomStore, (userIds) => presenceTracker.online(userIds), audit),
     },
     log,

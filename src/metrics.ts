@@ -25,7 +25,8 @@ export type LimitName =
   | 'prefetch'
   | 'queue_length'
   | 'login_rate'
-  | 'signup_rate';
+  | 'signup_rate'
+  | 'upload_bytes';
 
 /**
  * The gateway's Prometheus metrics, one registry per gateway (tests run several gateways in one process).

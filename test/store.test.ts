@@ -275,7 +275,7 @@ describe.each([{ kind: 'pglite' as const }, { kind: 'postgres' as const }])('sto
       expect(reply.stored.event).toMatchObject({ seq: 2, text: 'answer', replyTo: originalId });
 
       const file = await db.prisma.file.create({
-        data: { roomId: room.id, uploaderId: alice.id, name: 'a.txt', size: 12n, contentType: 'text/plain', storageKey: `k-${room.id}` },
+        data: { roomId: room.id, uploaderId: alice.id, name: 'a.txt', size: 12n, contentType: 'text/plain', storageKey: `k-${room.id}`, sha256: '0'.repeat(64) },
       });
       const withFile = await messages.append({
         roomId: room.id,
@@ -292,7 +292,7 @@ describe.each([{ kind: 'pglite' as const }, { kind: 'postgres' as const }])('sto
       });
       await expectChatError(
         messages.append({ roomId: other.id, type: 'RESOURCE', sender: alice, text: 'x', fileId: file.id, origin: origin(10) }),
-        'NOT_FOUND',
+        'BAD_REQUEST',
         'fileId: no such file in this room',
       );
       expect((await rooms.get(room.id)).lastSeq).toBe(3);

@@ -79,7 +79,7 @@ export class MessageStore {
 
   /**
    * Stores a message and logs its event in one statement (the hot path: one round trip).
-   * @throws ChatError NOT_FOUND (room, reply target or file not in the room), FORBIDDEN (sender not a member).
+   * @throws ChatError NOT_FOUND (room or reply target not in the room), BAD_REQUEST (fileId names no file of the room), FORBIDDEN (sender not a member).
    */
   async append(input: AppendInput): Promise<{ stored: StoredEvent; duplicate: boolean }> {
     const { roomId, type, sender, text, origin } = input;
@@ -88,7 +88,7 @@ export class MessageStore {
     const clientMsgId = input.clientMsgId ?? null;
     if (!isUuid(roomId)) throw new ChatError('NOT_FOUND', 'no such room');
     if (replyTo !== null && !isUuid(replyTo)) throw new ChatError('NOT_FOUND', 'replyTo: no such message in this room');
-    if (fileId !== null && !isUuid(fileId)) throw new ChatError('NOT_FOUND', 'fileId: no such file in this room');
+    if (fileId !== null && !isUuid(fileId)) throw new ChatError('BAD_REQUEST', 'fileId: no such file in this room');
 
     const id = randomUUID();
     const at = new Date();
@@ -253,7 +253,7 @@ export class MessageStore {
     if (!state?.room) return new ChatError('NOT_FOUND', 'no such room');
     if (!state.member) return new ChatError('FORBIDDEN', 'not a member of this room');
     if (replyTo !== null && !state.reply) return new ChatError('NOT_FOUND', 'replyTo: no such message in this room');
-    if (fileId !== null && !state.file) return new ChatError('NOT_FOUND', 'fileId: no such file in this room');
+    if (fileId !== null && !state.file) return new ChatError('BAD_REQUEST', 'fileId: no such file in this room');
     return new ChatError('CONFLICT', 'the room changed meanwhile; try again');
   }
 

@@ -1,0 +1,47 @@
+import { ChatError } from '../contract/errors.ts';
+import type { FileRef } from '../contract/events.ts';
+import type { PrismaClient } from '../generated/prisma/client.ts';
+import { isUuid } from './uuid.ts';
+import type { z } from 'zod';
+
+/** A `File` row: what a client named and declared, and where and what the bytes are in the FileStore. */
+export interface FileRecord {
+  id: string;
+  roomId: string;
+  name: string;
+  size: number;
+  contentType: string;
+  storageKey: string;
+  sha256: string;
+}
+
+export type NewFile = Omit<FileRecord, 'id'> & { uploaderId: string };
+
+/** The `file` of a RESOURCE event and the upload's answer. */
+export const fileRef = (f: FileRecord): z.infer<typeof FileRef> => ({ fileId: f.id, name: f.name, size: f.size, contentType: f.contentType });
+
+/** Uploaded files' rows; their bytes are in the FileStore under `storageKey`. */
+export class FileRecordStore {
+  constructor(private readonly prisma: PrismaClient) {}
+
+  async create(input: NewFile): Promise<FileRecord> {
+    return toRecord(await this.prisma.file.create({ data: { ...input, size: BigInt(input.size) } }));
+  }
+
+  /** @throws ChatError NOT_FOUND when there is no such file. */
+  async get(id: string): Promise<FileRecord> {
+    const row = isUuid(id) ? await this.prisma.file.findUnique({ where: { id } }) : null;
+    if (!row) throw new ChatError('NOT_FOUND', `no such file ${id}`);
+    return toRecord(row);
+  }
+}
+
+const toRecord = (row: Omit<FileRecord, 'size'> & { size: bigint }): FileRecord => ({
+  id: row.id,
+  roomId: row.roomId,
+  name: row.name,
+  size: Number(row.size),
+  contentType: row.contentType,
+  storageKey: row.storageKey,
+  sha256: row.sha256,
+});
