@@ -8,6 +8,7 @@ import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUs
 import { VARIANTS } from './support/variants.ts';
 
 const MAX_UPLOAD_BYTES = 4 * 1024 * 1024;
+const ORPHAN_TTL_S = 3600;
 const BOUNDARY = 'chat-test-boundary-7f3a';
 
 /** Deterministic bytes, made chunk by chunk as the request is sent (never the whole file at once). */
@@ -78,6 +79,8 @@ describe.each(VARIANTS)('files on $name', (variant) => {
   let bob: TestUser;
   let stranger: TestUser;
   let roomId: string;
+  /** The clock the gateways' orphan sweeps go by; a test moves it. */
+  let now = Date.now();
 
   const stored = () => readdir(join(dataDir, 'files'));
   /** File rows, where the test can read the database (PostgreSQL); PGlite belongs to the gateway alone. */
@@ -97,9 +100,9 @@ describe.each(VARIANTS)('files on $name', (variant) => {
     tearDown = setUp.tearDown;
     databaseUrl = setUp.env.DATABASE_URL;
     dataDir = await mkdtemp(join(tmpdir(), 'chat-files-'));
-    const env = { ...setUp.env, DATA_DIR: dataDir, MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) };
-    gateways = [await startTestGateway(env)];
-    if (variant.shared) gateways.push(await startTestGateway(env));
+    const env = { ...setUp.env, DATA_DIR: dataDir, MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES), UPLOAD_ORPHAN_TTL_S: String(ORPHAN_TTL_S) };
+    gateways = [await startTestGateway(env, { now: () => now })];
+    if (variant.shared) gateways.push(await startTestGateway(env, { now: () => now }));
     const [a] = gateways;
     alice = await newUser(a!.url, 'fa');
     bob = await newUser(a!.url, 'fb');
@@ -274,6 +277,39 @@ describe.each(VARIANTS)('files on $name', (variant) => {
       for (const [code, body] of refused) sender.send(`/app/rooms.${roomId}.send`, body, { 'client-request-code': code });
       await sender.until(() => sender.errors.length === refused.length);
       expect(sender.errors.map((e) => [e.code, e.clientRequestCode])).toEqual(refused.map(([code]) => ['BAD_REQUEST', code]));
+    } finally {
+      await reader.disconnect();
+      await sender.disconnect();
+    }
+  });
+
+  it('removes the file (row and bytes) once no live RESOURCE message references it any more', async () => {
+    const res = await upload(gateways[0]!, alice, roomId, multipart('shared.txt', 'text/plain', [Buffer.from('sent twice')]));
+    const file = (await res.json()) as FileAnswer;
+    const before = await stored();
+    const rowsBefore = await fileRows();
+    const reader = await connectAs(gateways[gateways.length - 1]!, bob);
+    const sender = await connectAs(gateways[0]!, alice);
+    try {
+      await reader.subscribeConfirmed(`/topic/rooms.${roomId}`);
+      const sent = () => reader.events(`/topic/rooms.${roomId}`).filter((e) => e.type === 'RESOURCE' && (e.file as FileAnswer | undefined)?.fileId === file.fileId);
+      await sender.sendConfirmed(`/app/rooms.${roomId}.send`, { type: 'RESOURCE', fileId: file.fileId });
+      await sender.sendConfirmed(`/app/rooms.${roomId}.send`, { type: 'RESOURCE', fileId: file.fileId });
+      await reader.until(() => sent().length === 2);
+      const [first, second] = sent().map((e) => e.id as string);
+
+      // Still referenced by the second message: kept.
+      await sender.sendConfirmed(`/app/rooms.${roomId}.delete`, { messageId: first });
+      expect((await download(gateways[gateways.length - 1]!, bob, file.fileId)).status).toBe(200);
+      expect(await stored()).toEqual(before);
+
+      await sender.sendConfirmed(`/app/rooms.${roomId}.delete`, { messageId: second });
+      for (const g of gateways) {
+        const gone = await download(g, bob, file.fileId);
+        expect([gone.status, await gone.json()]).toEqual([404, { code: 'NOT_FOUND', message: `no such file ${file.fileId}` }]);
+      }
+      expect(await stored()).toHaveLength(before.length - 1);
+      expect(await fileRows()).toBe(rowsBefore === undefined ? undefined : rowsBefore - 1);
     } finally {
       await reader.disconnect();
       await sender.disconnect();

@@ -1,0 +1,2 @@
+-- CreateIndex
+CREATE INDEX "Message_fileId_idx" ON "Message"("fileId");
