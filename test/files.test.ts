@@ -315,4 +315,30 @@ describe.each(VARIANTS)('files on $name', (variant) => {
       await sender.disconnect();
     }
   });
+
+  it('sweeps uploads no message references once UPLOAD_ORPHAN_TTL_S old (row and bytes), on any gateway, twice harmlessly', async () => {
+    const orphan = (await (await upload(gateways[0]!, alice, roomId, multipart('never-sent.txt', 'text/plain', [Buffer.from('orphan')]))).json()) as FileAnswer;
+    const kept = (await (await upload(gateways[0]!, alice, roomId, multipart('sent.txt', 'text/plain', [Buffer.from('kept')]))).json()) as FileAnswer;
+    const sender = await connectAs(gateways[0]!, alice);
+    try {
+      await sender.sendConfirmed(`/app/rooms.${roomId}.send`, { type: 'RESOURCE', fileId: kept.fileId });
+    } finally {
+      await sender.disconnect();
+    }
+    const last = gateways[gateways.length - 1]!;
+    // Not yet old enough.
+    now = Date.now();
+    await last.gateway.files.sweep();
+    expect((await download(last, bob, orphan.fileId)).status).toBe(200);
+
+    now = Date.now() + ORPHAN_TTL_S * 1000 + 1000;
+    await last.gateway.files.sweep();
+    await gateways[0]!.gateway.files.sweep();
+    const gone = await download(gateways[0]!, bob, orphan.fileId);
+    expect([gone.status, await gone.json()]).toEqual([404, { code: 'NOT_FOUND', message: `no such file ${orphan.fileId}` }]);
+    expect([(await download(gateways[0]!, bob, kept.fileId)).status]).toEqual([200]);
+    // Every earlier test's unsent upload went too: left are the files of live RESOURCE messages ('doc.pdf' and this one).
+    expect(await stored()).toHaveLength(2);
+    expect(await fileRows()).toBe(databaseUrl ? 2 : undefined);
+  });
 });
