@@ -31,6 +31,7 @@ import { roomRoutes } from './http/room-routes.ts';
 import { fileRoutes } from './http/file-routes.ts';
 import { DiskFileStore } from './files/disk-file-store.ts';
 import { FileJanitor } from './files/file-janitor.ts';
+import { UploadLimits } from './files/upload-limits.ts';
 import { FileRecordStore } from './store/files.ts';
 import { AuditLog } from './audit.ts';
 import type { Logger } from './logger.ts';
@@ -249,6 +250,8 @@ export async function startGateway(config: Config, log: Logger, clock: { now?: (
         files: fileRecords,
         store: fileStore,
         maxUploadBytes: config.MAX_UPLOAD_BYTES,
+        quotaBytes: config.UPLOAD_QUOTA_BYTES,
+        limits: new UploadLimits(limiter, config.UPLOADS_PER_MINUTE),
         metrics,
         audit,
       }),

@@ -51,6 +51,12 @@ export class FileRecordStore {
       LIMIT ${limit}::int`;
   }
 
+  /** Bytes of the files `uploaderId` has stored. */
+  async bytesOf(uploaderId: string): Promise<number> {
+    const sum = await this.prisma.file.aggregate({ where: { uploaderId }, _sum: { size: true } });
+    return Number(sum._sum.size ?? 0n);
+  }
+
   /** Deleting rows already gone is not an error (another gateway may have removed them first). */
   async remove(ids: string[]): Promise<void> {
     if (ids.length > 0) await this.prisma.file.deleteMany({ where: { id: { in: ids } } });
