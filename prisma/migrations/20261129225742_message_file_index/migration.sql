@@ -1,2 +1,0 @@
--- CreateIndex
-CREATE INDEX "Message_fileId_idx" ON "Message"("fileId");
