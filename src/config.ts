@@ -73,6 +73,14 @@ const Env = z.object({
   AUDIT_LINES_PER_S: z.coerce.number().int().positive().default(50),
   /** Bytes one uploaded file may have; the upload stops as they arrive past it (413 TOO_LARGE, nothing kept). */
   MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(1024 * 1024 * 1024),
+  /** Uploads one user may start per minute (counted before the body is read; shared by all gateways with REDIS_URL). */
+  UPLOADS_PER_MINUTE: z.coerce.number().int().positive().default(30),
+  /** Bytes one user's stored uploads may add up to; checked against Content-Length, then as the bytes arrive. */
+  UPLOAD_QUOTA_BYTES: z.coerce.number().int().positive().default(10 * 1024 * 1024 * 1024),
+  /** An upload no live message references is removed once it is this many seconds old (by a periodic sweep). */
+  UPLOAD_ORPHAN_TTL_S: z.coerce.number().int().positive().default(3600),
+  /** How often each gateway sweeps for orphaned uploads. */
+  UPLOAD_SWEEP_MS: z.coerce.number().int().positive().default(60_000),
   /** How often a gateway tries to take the outbox sweep (one gateway sweeps at a time). */
   OUTBOX_SWEEP_MS: z.coerce.number().int().positive().default(2_000),
   /**

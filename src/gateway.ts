@@ -30,6 +30,8 @@ import { randomRoutes } from './http/random-routes.ts';
 import { roomRoutes } from './http/room-routes.ts';
 import { fileRoutes } from './http/file-routes.ts';
 import { DiskFileStore } from './files/disk-file-store.ts';
+import { FileJanitor } from './files/file-janitor.ts';
+import { UploadLimits } from './files/upload-limits.ts';
 import { FileRecordStore } from './store/files.ts';
 import { AuditLog } from './audit.ts';
 import type { Logger } from './logger.ts';
@@ -61,6 +63,8 @@ export interface Gateway {
   readonly url: string;
   readonly interceptor: OutboundInterceptor;
   readonly stomp: StompServer;
+  /** Removes unreachable files; tests run its sweep. */
+  readonly files: FileJanitor;
   /** Graceful stop: refuse new clients, settle in-flight deliveries, tell clients to reconnect, close everything. */
   close(): Promise<void>;
 }
@@ -80,7 +84,7 @@ const SWEEP_BATCH = 500;
 const PUBLISHED_FLUSH_MS = 100;
 
 /** The composition root: builds every engine from the configuration and wires the path of a message through them. */
-export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
+export async function startGateway(config: Config, log: Logger, clock: { now?: () => number } = {}): Promise<Gateway> {
   const gatewayId = config.GATEWAY_ID ?? `${process.pid}-${Date.now().toString(36)}`;
   const metrics = new Metrics(gatewayId);
   const audit = new AuditLog(log, { linesPerSecond: config.AUDIT_LINES_PER_S });
@@ -143,8 +147,18 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   );
   outbox.start();
 
+  const fileRecords = new FileRecordStore(db.prisma);
+  const files = new FileJanitor(fileRecords, fileStore, {
+    orphanTtlMs: config.UPLOAD_ORPHAN_TTL_S * 1000,
+    sweepMs: config.UPLOAD_SWEEP_MS,
+    batch: SWEEP_BATCH,
+    log,
+    now: clock.now,
+  });
+  files.start();
+
   const origin = new GatewayOrigin();
-  const rooms = new RoomService(users, roomStore, messages, broker, outbox, origin);
+  const rooms = new RoomService(users, roomStore, messages, broker, outbox, origin, files);
   const presenceOptions = { ttlMs: PRESENCE_TTL_MS, graceMs: PRESENCE_GRACE_MS };
   const presence: Presence = redis ? new RedisPresence({ redis, ...presenceOptions }) : new MemoryPresence(presenceOptions);
   const presenceTracker = new PresenceTracker(presence, {
@@ -233,9 +247,11 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       '/api': fileRoutes({
         tokens,
         service: rooms,
-        files: new FileRecordStore(db.prisma),
+        files: fileRecords,
         store: fileStore,
         maxUploadBytes: config.MAX_UPLOAD_BYTES,
+        quotaBytes: config.UPLOAD_QUOTA_BYTES,
+        limits: new UploadLimits(limiter, config.UPLOADS_PER_MINUTE),
         metrics,
         audit,
       }),
@@ -302,6 +318,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       random.close();
       await takeover.close().catch((err: unknown) => log.warn({ err }, 'takeover close failed'));
       await outbox.close();
+      await files.stop();
       await presenceTracker.close().catch((err: unknown) => log.warn({ err }, 'presence close failed'));
       interceptor.close();
       await history.close().catch((err: unknown) => log.warn({ err }, 'history close failed'));
@@ -310,5 +327,5 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       log.info({ gatewayId }, 'gateway stopped');
     })());
 
-  return { id: gatewayId, http, url, interceptor, stomp, close };
+  return { id: gatewayId, http, url, interceptor, stomp, files, close };
 }

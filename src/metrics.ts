@@ -26,7 +26,9 @@ export type LimitName =
   | 'queue_length'
   | 'login_rate'
   | 'signup_rate'
-  | 'upload_bytes';
+  | 'upload_bytes'
+  | 'upload_rate'
+  | 'upload_quota';
 
 /**
  * The gateway's Prometheus metrics, one registry per gateway (tests run several gateways in one process).

@@ -8,6 +8,10 @@ import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUs
 import { VARIANTS } from './support/variants.ts';
 
 const MAX_UPLOAD_BYTES = 4 * 1024 * 1024;
+const ORPHAN_TTL_S = 3600;
+/** Room for every earlier test's uploads by one user (about 7 MiB), and small enough for a test to reach. */
+const QUOTA_BYTES = 10 * 1024 * 1024;
+const UPLOADS_PER_MINUTE = 30;
 const BOUNDARY = 'chat-test-boundary-7f3a';
 
 /** Deterministic bytes, made chunk by chunk as the request is sent (never the whole file at once). */
@@ -48,10 +52,26 @@ function multipart(name: string, contentType: string, chunks: Iterable<Buffer>, 
   });
 }
 
-function upload(server: TestServer, user: TestUser, roomId: string, body: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<Response> {
+/** The multipart framing `multipart` puts around a file. */
+const multipartOverhead = (name: string, contentType: string): number =>
+  Buffer.byteLength(`--${BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: ${contentType}\r\n\r\n`) +
+  Buffer.byteLength(`\r\n--${BOUNDARY}--\r\n`);
+
+function upload(
+  server: TestServer,
+  user: TestUser,
+  roomId: string,
+  body: ReadableStream<Uint8Array>,
+  signal?: AbortSignal,
+  contentLength?: number,
+): Promise<Response> {
   return fetch(`${server.url}/api/rooms/${roomId}/files`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${user.accessToken}`, 'content-type': `multipart/form-data; boundary=${BOUNDARY}` },
+    headers: {
+      authorization: `Bearer ${user.accessToken}`,
+      'content-type': `multipart/form-data; boundary=${BOUNDARY}`,
+      ...(contentLength !== undefined && { 'content-length': String(contentLength) }),
+    },
     body,
     duplex: 'half',
     signal,
@@ -78,6 +98,8 @@ describe.each(VARIANTS)('files on $name', (variant) => {
   let bob: TestUser;
   let stranger: TestUser;
   let roomId: string;
+  /** The clock the gateways' orphan sweeps go by; a test moves it. */
+  let now = Date.now();
 
   const stored = () => readdir(join(dataDir, 'files'));
   /** File rows, where the test can read the database (PostgreSQL); PGlite belongs to the gateway alone. */
@@ -97,9 +119,12 @@ describe.each(VARIANTS)('files on $name', (variant) => {
     tearDown = setUp.tearDown;
     databaseUrl = setUp.env.DATABASE_URL;
     dataDir = await mkdtemp(join(tmpdir(), 'chat-files-'));
-    const env = { ...setUp.env, DATA_DIR: dataDir, MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES) };
-    gateways = [await startTestGateway(env)];
-    if (variant.shared) gateways.push(await startTestGateway(env));
+    const env = { ...setUp.env, DATA_DIR: dataDir, MAX_UPLOAD_BYTES: String(MAX_UPLOAD_BYTES), UPLOAD_ORPHAN_TTL_S: String(ORPHAN_TTL_S),
+      UPLOAD_QUOTA_BYTES: String(QUOTA_BYTES),
+      UPLOADS_PER_MINUTE: String(UPLOADS_PER_MINUTE),
+    };
+    gateways = [await startTestGateway(env, { now: () => now })];
+    if (variant.shared) gateways.push(await startTestGateway(env, { now: () => now }));
     const [a] = gateways;
     alice = await newUser(a!.url, 'fa');
     bob = await newUser(a!.url, 'fb');
@@ -278,5 +303,122 @@ describe.each(VARIANTS)('files on $name', (variant) => {
       await reader.disconnect();
       await sender.disconnect();
     }
+  });
+
+  it('removes the file (row and bytes) once no live RESOURCE message references it any more', async () => {
+    const res = await upload(gateways[0]!, alice, roomId, multipart('shared.txt', 'text/plain', [Buffer.from('sent twice')]));
+    const file = (await res.json()) as FileAnswer;
+    const before = await stored();
+    const rowsBefore = await fileRows();
+    const reader = await connectAs(gateways[gateways.length - 1]!, bob);
+    const sender = await connectAs(gateways[0]!, alice);
+    try {
+      await reader.subscribeConfirmed(`/topic/rooms.${roomId}`);
+      const sent = () => reader.events(`/topic/rooms.${roomId}`).filter((e) => e.type === 'RESOURCE' && (e.file as FileAnswer | undefined)?.fileId === file.fileId);
+      await sender.sendConfirmed(`/app/rooms.${roomId}.send`, { type: 'RESOURCE', fileId: file.fileId });
+      await sender.sendConfirmed(`/app/rooms.${roomId}.send`, { type: 'RESOURCE', fileId: file.fileId });
+      await reader.until(() => sent().length === 2);
+      const [first, second] = sent().map((e) => e.id as string);
+
+      // Still referenced by the second message: kept.
+      await sender.sendConfirmed(`/app/rooms.${roomId}.delete`, { messageId: first });
+      expect((await download(gateways[gateways.length - 1]!, bob, file.fileId)).status).toBe(200);
+      expect(await stored()).toEqual(before);
+
+      await sender.sendConfirmed(`/app/rooms.${roomId}.delete`, { messageId: second });
+      for (const g of gateways) {
+        const gone = await download(g, bob, file.fileId);
+        expect([gone.status, await gone.json()]).toEqual([404, { code: 'NOT_FOUND', message: `no such file ${file.fileId}` }]);
+      }
+      expect(await stored()).toHaveLength(before.length - 1);
+      expect(await fileRows()).toBe(rowsBefore === undefined ? undefined : rowsBefore - 1);
+    } finally {
+      await reader.disconnect();
+      await sender.disconnect();
+    }
+  });
+
+  it('refuses the upload past UPLOADS_PER_MINUTE per user with 429 RATE_LIMITED (on any gateway), storing nothing', async () => {
+    const carol = await newUser(gateways[0]!.url, 'fc');
+    const { body: own } = await api<{ id: string }>(gateways[0]!.url, 'POST', '/api/rooms', { kind: 'group', name: 'carol' }, carol.accessToken);
+    for (let i = 0; i < UPLOADS_PER_MINUTE; i++) {
+      const ok = await upload(gateways[i % gateways.length]!, carol, own.id, multipart(`n${i}.txt`, 'text/plain', [Buffer.from(`${i}`)]));
+      expect(ok.status).toBe(201);
+    }
+    const before = await stored();
+    const rowsBefore = await fileRows();
+    const last = gateways[gateways.length - 1]!;
+    // Refused before the body is read: the client still holds it back.
+    const refused = await upload(last, carol, own.id, multipart('one-more.txt', 'text/plain', [Buffer.from('x')], new Promise<void>(() => {})));
+    expect([refused.status, refused.headers.get('retry-after'), await refused.json()]).toEqual([
+      429,
+      expect.stringMatching(/^[1-9][0-9]*$/),
+      { code: 'RATE_LIMITED', message: expect.stringMatching(/^too many attempts; retry in [1-9][0-9]* s$/) },
+    ]);
+    expect(await stored()).toEqual(before);
+    expect(await fileRows()).toBe(rowsBefore);
+    expect(await (await fetch(`${last.url}/metrics`)).text()).toMatch(/chat_limit_refusals_total\{[^}]*limit="upload_rate"[^}]*\} 1\n/);
+  });
+
+  it('refuses an upload past UPLOAD_QUOTA_BYTES per user with 413 TOO_LARGE: by Content-Length first, else as bytes arrive', async () => {
+    const dave = await newUser(gateways[0]!.url, 'fd');
+    const { body: own } = await api<{ id: string }>(gateways[0]!.url, 'POST', '/api/rooms', { kind: 'group', name: 'dave' }, dave.accessToken);
+    const g = gateways[0]!;
+    for (const seed of [4, 5]) {
+      const ok = await upload(g, dave, own.id, multipart(`q${seed}.bin`, 'application/octet-stream', generated(MAX_UPLOAD_BYTES, seed)));
+      expect(ok.status).toBe(201);
+    }
+    const left = QUOTA_BYTES - 2 * MAX_UPLOAD_BYTES;
+    const before = await stored();
+    const rowsBefore = await fileRows();
+    const quota = { code: 'TOO_LARGE', message: `upload quota of ${QUOTA_BYTES} bytes reached` };
+
+    // Content-Length says too much: refused before a byte of the body is read (the client holds it all back).
+    const declared = await upload(
+      g,
+      dave,
+      own.id,
+      multipart('declared.bin', 'application/octet-stream', [], new Promise<void>(() => {})),
+      undefined,
+      left + 1 + multipartOverhead('declared.bin', 'application/octet-stream'),
+    );
+    expect([declared.status, declared.headers.get('connection'), await declared.json()]).toEqual([413, 'close', quota]);
+    // No Content-Length (chunked): refused as the bytes pass what is left.
+    const streamed = await upload(g, dave, own.id, multipart('streamed.bin', 'application/octet-stream', generated(left + 1, 6)));
+    expect([streamed.status, await streamed.json()]).toEqual([413, quota]);
+    expect(await stored()).toEqual(before);
+    expect(await fileRows()).toBe(rowsBefore);
+    expect(await (await fetch(`${g.url}/metrics`)).text()).toMatch(/chat_limit_refusals_total\{[^}]*limit="upload_quota"[^}]*\} 2\n/);
+
+    const fits = await upload(g, dave, own.id, multipart('fits.bin', 'application/octet-stream', generated(left, 7)));
+    expect(fits.status).toBe(201);
+    const full = await upload(g, dave, own.id, multipart('one.bin', 'application/octet-stream', [Buffer.from('1')]));
+    expect([full.status, await full.json()]).toEqual([413, quota]);
+  });
+
+  it('sweeps uploads no message references once UPLOAD_ORPHAN_TTL_S old (row and bytes), on any gateway, twice harmlessly', async () => {
+    const orphan = (await (await upload(gateways[0]!, alice, roomId, multipart('never-sent.txt', 'text/plain', [Buffer.from('orphan')]))).json()) as FileAnswer;
+    const kept = (await (await upload(gateways[0]!, alice, roomId, multipart('sent.txt', 'text/plain', [Buffer.from('kept')]))).json()) as FileAnswer;
+    const sender = await connectAs(gateways[0]!, alice);
+    try {
+      await sender.sendConfirmed(`/app/rooms.${roomId}.send`, { type: 'RESOURCE', fileId: kept.fileId });
+    } finally {
+      await sender.disconnect();
+    }
+    const last = gateways[gateways.length - 1]!;
+    // Not yet old enough.
+    now = Date.now();
+    await last.gateway.files.sweep();
+    expect((await download(last, bob, orphan.fileId)).status).toBe(200);
+
+    now = Date.now() + ORPHAN_TTL_S * 1000 + 1000;
+    await last.gateway.files.sweep();
+    await gateways[0]!.gateway.files.sweep();
+    const gone = await download(gateways[0]!, bob, orphan.fileId);
+    expect([gone.status, await gone.json()]).toEqual([404, { code: 'NOT_FOUND', message: `no such file ${orphan.fileId}` }]);
+    expect([(await download(gateways[0]!, bob, kept.fileId)).status]).toEqual([200]);
+    // Every earlier test's unsent upload went too: left are the files of live RESOURCE messages ('doc.pdf' and this one).
+    expect(await stored()).toHaveLength(2);
+    expect(await fileRows()).toBe(databaseUrl ? 2 : undefined);
   });
 });

@@ -26,6 +26,8 @@ import { createTempPostgres } from '../scripts/temp-postgres.ts';
 import { REDIS } from './support/redis.ts';
 
 const log = createLogger(process.env.TEST_LOG_LEVEL ?? 'silent');
+/** These tests delete no messages with files. */
+const NO_FILES = { releaseFileOf: async () => {} };
 const RUN = `outbox-test-${process.pid}-${Date.now().toString(36)}`;
 
 /** Redis connections the Redis engine's instances use; each instance gets its own, as separate gateways do. */
@@ -243,7 +245,7 @@ describe.each(SETUPS)('Outbox on $kind', (setup) => {
   it('keeps a SEND one statement on the hot path: confirms are marked published in one statement per batch', async () => {
     const { client, ops } = countingClient(db.prisma);
     const outbox = newOutbox(a, client);
-    const rooms = new RoomService(new UserStore(client), new RoomStore(client), new MessageStore(client), a, outbox, new GatewayOrigin());
+    const rooms = new RoomService(new UserStore(client), new RoomStore(client), new MessageStore(client), a, outbox, new GatewayOrigin(), NO_FILES);
     const actor = { userId: alice.id, username: alice.username };
     const sends = 20;
     await Promise.all(
@@ -265,7 +267,7 @@ describe.each(SETUPS)('Outbox on $kind', (setup) => {
         throw new BrokerUnavailableError();
       },
     });
-    const rooms = new RoomService(new UserStore(db.prisma), new RoomStore(db.prisma), new MessageStore(db.prisma), down, newOutbox(down, db.prisma), new GatewayOrigin());
+    const rooms = new RoomService(new UserStore(db.prisma), new RoomStore(db.prisma), new MessageStore(db.prisma), down, newOutbox(down, db.prisma), new GatewayOrigin(), NO_FILES);
     const actor = { userId: alice.id, username: alice.username };
     const stored = await rooms.send(actor, roomId, { type: 'CHAT', text: 'while the broker is down' }, { session: 'down-session', seq: 1 });
     await expect(rooms.typing(actor, roomId, true, { session: 'down-session', seq: 2 })).rejects.toThrow(BrokerUnavailableError);

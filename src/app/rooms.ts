@@ -3,6 +3,7 @@ import { eventMessage, type Origin } from '../broker/messages.ts';
 import { ChatError } from '../contract/errors.ts';
 import type { CreateRoom, RoomEvent, SendBody } from '../contract/events.ts';
 import type { z } from 'zod';
+import type { FileJanitor } from '../files/file-janitor.ts';
 import type { Outbox } from '../outbox/outbox.ts';
 import type { MessageStore, StoredEvent } from '../store/messages.ts';
 import type { RoomStore } from '../store/rooms.ts';
@@ -30,6 +31,7 @@ export class RoomService {
     private readonly broker: Broker,
     private readonly outbox: Outbox,
     private readonly gateway: GatewayOrigin,
+    private readonly files: Pick<FileJanitor, 'releaseFileOf'>,
   ) {}
 
   async create(actor: Actor, input: z.infer<typeof CreateRoom>) {
@@ -87,6 +89,7 @@ export class RoomService {
     const isOwner = (await this.rooms.get(roomId)).ownerId === actor.userId;
     const stored = await this.messages.delete({ roomId, messageId, userId: actor.userId, isOwner, origin });
     await this.publishRoomEvent(stored);
+    await this.files.releaseFileOf(messageId);
     return stored;
   }
 

@@ -15,7 +15,7 @@ export interface AuthLimitSettings {
   signupWindowS: number;
 }
 
-/** A refusal by one of the limits below: RATE_LIMITED, and when to try again. */
+/** A refusal by a rate limit (these below, uploads): RATE_LIMITED, and when to try again. */
 export class RateLimited extends ChatError {
   constructor(readonly retryAfterS: number) {
     super('RATE_LIMITED', `too many attempts; retry in ${retryAfterS} s`);
@@ -54,7 +54,7 @@ export class AuthLimits {
   }
 }
 
-async function take(limiter: RateLimiterAbstract, key: string): Promise<void> {
+export async function take(limiter: RateLimiterAbstract, key: string): Promise<void> {
   try {
     await limiter.consume(key);
   } catch (err) {

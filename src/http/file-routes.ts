@@ -1,11 +1,13 @@
-import { Router, type Response } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { pipeline } from 'node:stream/promises';
 import type { RoomService } from '../app/rooms.ts';
 import type { AuditLog } from '../audit.ts';
+import { RateLimited } from '../auth/auth-limits.ts';
 import type { TokenService } from '../auth/tokens.ts';
 import { ChatError } from '../contract/errors.ts';
 import type { FileStore } from '../files/file-store.ts';
-import type { Metrics } from '../metrics.ts';
+import type { UploadLimits } from '../files/upload-limits.ts';
+import type { LimitName, Metrics } from '../metrics.ts';
 import { fileRef, type FileRecordStore } from '../store/files.ts';
 import { clientAddress } from './api.ts';
 import { principalOf, requireUser } from './authenticate.ts';
@@ -17,6 +19,9 @@ export interface FileRoutesOptions {
   files: FileRecordStore;
   store: FileStore;
   maxUploadBytes: number;
+  /** Bytes one user's stored files may add up to. */
+  quotaBytes: number;
+  limits: UploadLimits;
   metrics: Metrics;
   audit: AuditLog;
 }
@@ -32,14 +37,26 @@ export function fileRoutes(o: FileRoutesOptions): Router {
   router.post('/rooms/:id/files', auth, async (req, res) => {
     const roomId = req.params.id as string;
     const { userId, username } = principalOf(res);
+    /** Counted, logged, and answered with the connection closed: the rest of the body is not read. */
+    const refuse = (limit: LimitName, err: ChatError): ChatError => {
+      o.metrics.refused(limit);
+      o.audit.record('limit_refused', { user: username, ip: clientAddress(req), limit, reason: err.message });
+      res.set('Connection', 'close');
+      if (err instanceof RateLimited) res.set('Retry-After', String(err.retryAfterS));
+      return err;
+    };
+    await o.limits.start(userId).catch((err: unknown) => {
+      throw err instanceof RateLimited ? refuse('upload_rate', err) : err;
+    });
     await o.service.requireMember(roomId, userId);
-    const received = await receiveFile(req, o.store, o.maxUploadBytes).catch((err: unknown) => {
-      if (err instanceof ChatError && err.code === 'TOO_LARGE') {
-        o.metrics.refused('upload_bytes');
-        o.audit.record('limit_refused', { user: username, ip: clientAddress(req), limit: 'upload_bytes', reason: err.message });
-        // The rest of the body is not read: end the connection with the answer.
-        res.set('Connection', 'close');
-      }
+    const left = o.quotaBytes - (await o.files.bytesOf(userId));
+    const overQuota = () => new ChatError('TOO_LARGE', `upload quota of ${o.quotaBytes} bytes reached`);
+    // Content-Length counts the multipart framing too (a few hundred bytes): close to the quota, a file that would
+    // just fit is refused.
+    if (left <= 0 || declaredLength(req) > left) throw refuse('upload_quota', overQuota());
+    const quotaBinds = left < o.maxUploadBytes;
+    const received = await receiveFile(req, o.store, Math.min(o.maxUploadBytes, left)).catch((err: unknown) => {
+      if (err instanceof ChatError && err.code === 'TOO_LARGE') throw quotaBinds ? refuse('upload_quota', overQuota()) : refuse('upload_bytes', err);
       throw err;
     });
     const { name, contentType, stored } = received;
@@ -76,6 +93,12 @@ export function fileRoutes(o: FileRoutesOptions): Router {
   });
 
   return router;
+}
+
+/** The request's Content-Length, or 0 when it sends none (chunked): then only the bytes as they arrive count. */
+function declaredLength(req: Request): number {
+  const n = Number(req.get('content-length'));
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
 }
 
 /** Stream a body; an error before the first byte goes to the error mapping, one after it cuts the response. */

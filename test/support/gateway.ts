@@ -20,11 +20,14 @@ export interface TestServer {
  */
 export const TEST_RATE_LIMITS = { LOGIN_RATE_PER_IP: '1000000', SIGNUP_RATE_PER_IP: '1000000' } as const;
 
-/** Start a gateway on a free port with its own data dir; `env` overrides the configuration (e.g. DATABASE_URL). */
-export async function startTestGateway(env: Record<string, string> = {}): Promise<TestServer> {
+/**
+ * Start a gateway on a free port with its own data dir; `env` overrides the configuration (e.g. DATABASE_URL),
+ * `clock` the time the gateway's sweeps go by.
+ */
+export async function startTestGateway(env: Record<string, string> = {}, clock: { now?: () => number } = {}): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'chat-test-'));
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'silent', ...TEST_RATE_LIMITS, ...env });
-  const gateway = await startGateway(config, createLogger(process.env.TEST_LOG_LEVEL ?? config.LOG_LEVEL));
+  const gateway = await startGateway(config, createLogger(process.env.TEST_LOG_LEVEL ?? config.LOG_LEVEL), clock);
   return {
     gateway,
     url: gateway.url,
