@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IFrame, IMessage } from '@stomp/stompjs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AuditLog } from '../src/audit.ts';
 import { TokenService } from '../src/auth/tokens.ts';
 import { api, connectAs, newUser, startTestGateway, type TestServer, type TestUser } from './support/gateway.ts';
 import type { TestClient } from './support/stomp-client.ts';
@@ -510,6 +511,7 @@ describe.each(VARIANTS)('sessions under tight limits (short token TTL and grace,
     // Every frame of the flood is either taken (its message stored and delivered) or refused with its own request
     // code; however the flood falls across rate windows (at most two), at most 2 x RATE are taken.
     const flood = 25;
+    const audited = vi.spyOn(AuditLog.prototype, 'record');
     for (let i = 0; i < flood; i++) c.send(action(roomId, 'send'), { text: `f${i}` }, { 'client-request-code': `f${i}` });
     // The session goes on: a send retried (same client-msg-id) until a window has room is confirmed, and fences the flood.
     await vi.waitFor(() => c.sendConfirmed(action(roomId, 'send'), { text: 'after the flood' }, { 'client-msg-id': 'after' }), {
@@ -523,6 +525,10 @@ describe.each(VARIANTS)('sessions under tight limits (short token TTL and grace,
     const refusedCodes = refused.map((e) => e.clientRequestCode!);
     expect([...taken, ...refusedCodes].sort()).toEqual(Array.from({ length: flood }, (_, i) => `f${i}`).sort());
     expect(refused.length).toBeGreaterThanOrEqual(flood - 2 * RATE);
+    // One security log line per refused frame, not one where it is refused and another where it is reported.
+    const rateLines = audited.mock.calls.filter(([event]) => event === 'rate_limited').length;
+    audited.mockRestore();
+    expect(rateLines).toBe(c.errors.filter((e) => e.code === 'RATE_LIMITED').length);
     // What was taken arrives in the order it was sent.
     expect(taken).toEqual([...taken].sort((x, y) => Number(x.slice(1)) - Number(y.slice(1))));
     expect(end).toEqual({ errors: [], closed: false });

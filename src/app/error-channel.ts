@@ -6,10 +6,12 @@ import type { Frame } from '../stomp/frame.ts';
 import type { StompSession, Subscription } from '../stomp/session.ts';
 import type { GatewayOrigin } from './origin.ts';
 
-/** Errors a client may cause on purpose, recorded in the security log. */
+/**
+ * Errors a client may cause on purpose, recorded in the security log. Limit refusals (RATE_LIMITED among them) are
+ * recorded where they are refused and counted, so they are not recorded again here.
+ */
 const AUDITED: Partial<Record<ErrorCode, AuditEvent>> = {
   FORBIDDEN: 'forbidden',
-  RATE_LIMITED: 'rate_limited',
   UNAUTHORIZED: 'token_refused',
 };
 
